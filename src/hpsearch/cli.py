@@ -1,0 +1,369 @@
+"""The ``hpsearch`` command: parse, call, print. Errors are one line ``error: <where>: <what>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hpsearch.errors import HpsearchError
+from hpsearch.store import Store, StudyState, mask_url, open_store, resolve_url
+from hpsearch.store.models import Study, Trial
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search and AutoML for Keras 3.")
+study_app = typer.Typer(no_args_is_help=True, help="Create, stop and resume studies.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(study_app, name="study")
+app.add_typer(db_app, name="db")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_debug = False
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: $HPSEARCH_DB, else sqlite:///hpsearch.db).")
+]
+ArtifactsOption = Annotated[
+    Path, typer.Option("--artifacts", envvar="HPSEARCH_ARTIFACTS", help="Artifact root for checkpoints and models.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    global _debug
+    _debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+
+
+# --- studies ---------------------------------------------------------------------------------------------
+
+
+@study_app.command("create")
+def study_create(
+    study_file: Path, db: DbOption = None, artifacts: ArtifactsOption = Path("hpsearch-artifacts")
+) -> None:
+    """Validate a study file, discover its search space and store the study."""
+    from hpsearch.study import create_study
+
+    store = open_store(db, create=True)
+    study, created = create_study(store, study_file, artifacts)
+    verb = "created" if created else "already exists:"
+    out.print(f"study {study.name} {verb} in {mask_url(resolve_url(db))} ({len(study.space['space'])} parameters)")
+
+
+def _set_state(name: str, db: str | None, state: StudyState) -> None:
+    store = open_store(db)
+    study = store.study(name)
+    store.set_study_state(study.id, state, f"set by `hpsearch study` at {datetime.now():%Y-%m-%d %H:%M:%S}")
+    out.print(f"study {name}: {state.value}")
+
+
+@study_app.command("stop")
+def study_stop(study: str, db: DbOption = None) -> None:
+    """Stop a study: no new trials start; running ones are asked to stop."""
+    _set_state(study, db, StudyState.STOPPED)
+
+
+@study_app.command("resume")
+def study_resume(study: str, db: DbOption = None) -> None:
+    """Resume a stopped study."""
+    _set_state(study, db, StudyState.RUNNING)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or migrate the schema to this version of hpsearch."""
+    from hpsearch.store.db import head_revision
+
+    open_store(db, create=True)
+    out.print(f"{mask_url(resolve_url(db))} is at schema revision {head_revision()}")
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def coordinator(
+    db: DbOption = None,
+    study: Annotated[list[str] | None, typer.Option("--study", help="Only these studies (repeatable).")] = None,
+    exit_when_done: Annotated[bool, typer.Option(help="Exit when no watched study is running.")] = False,
+) -> None:
+    """Run the coordinator loop for every running study (or the named ones)."""
+    from hpsearch.coordinator import Coordinator
+
+    logging.getLogger("hpsearch").setLevel(logging.INFO)
+    Coordinator(open_store(db), study).run(until_done=exit_when_done)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU index for this worker's trials (CUDA_VISIBLE_DEVICES).")] = None,
+    study: Annotated[str | None, typer.Option(help="Only run trials of this study.")] = None,
+    max_trials: Annotated[int | None, typer.Option(min=1, help="Exit after this many trials.")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(min=0, help="Exit after this many idle seconds.")] = None,
+    exit_when_done: Annotated[bool, typer.Option(help="Exit when --study is no longer running.")] = False,
+) -> None:
+    """Pull trials from the database and train them, one child process per trial."""
+    from hpsearch.worker import Worker
+
+    logging.getLogger("hpsearch").setLevel(logging.INFO)
+    Worker(
+        open_store(db),
+        gpu=gpu,
+        study=study,
+        max_trials=max_trials,
+        idle_timeout=idle_timeout,
+        exit_when_done=exit_when_done,
+    ).run()
+
+
+@app.command()
+def run(
+    study_file: Path,
+    db: DbOption = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local workers (default: the study's run.workers).")
+    ] = None,
+    artifacts: ArtifactsOption = Path("hpsearch-artifacts"),
+) -> None:
+    """Create (or resume) a study and run it here: the coordinator plus local worker processes."""
+    from hpsearch.coordinator import Coordinator
+    from hpsearch.study import create_study
+
+    url = resolve_url(db)
+    store = open_store(url, create=True)
+    study, created = create_study(store, study_file, artifacts)
+    if study.state != StudyState.RUNNING:
+        store.set_study_state(study.id, StudyState.RUNNING)
+    count = workers or study.spec["run"]["workers"]
+    out.print(f"study {study.name} {'created' if created else 'resumed'}: {count} workers, {mask_url(url)}")
+    log_dir = Path(study.artifact_root) / study.name / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("hpsearch").setLevel(logging.WARNING)
+    # The URL travels in the environment, not on the command line, where `ps` would show its password.
+    env = {**os.environ, "HPSEARCH_DB": url}
+    command = [sys.executable, "-m", "hpsearch", "worker", "--study", study.name, "--exit-when-done"]
+    procs = [
+        subprocess.Popen(command, env=env, stdout=(log_dir / f"worker-{i}.log").open("ab"), stderr=subprocess.STDOUT)
+        for i in range(count)
+    ]
+    started = time.monotonic()
+    try:
+        with _progress(store, study, started) as refresh:
+
+            def on_tick() -> None:
+                refresh()
+                if all(p.poll() is not None for p in procs) and store.study_by_id(study.id).state == StudyState.RUNNING:
+                    raise HpsearchError(f"study {study.name}", f"all workers exited; see {log_dir}")
+
+            Coordinator(store, [study.name]).run(until_done=True, on_tick=on_tick)
+        for proc in procs:
+            proc.wait(timeout=120)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+    final = store.study_by_id(study.id)
+    if final.state == StudyState.FAILED:
+        raise HpsearchError(f"study {study.name}", final.message or "failed")
+    _print_best(store, final, as_json=False)
+
+
+class _progress:
+    """Live table on a terminal; one line per change elsewhere (CI logs)."""
+
+    def __init__(self, store: Store, study: Study, started: float) -> None:
+        self.store, self.study, self.started = store, study, started
+        self.live: Live | None = None
+        self.last = ""
+
+    def _line(self) -> str:
+        counts = self.store.counts(self.study.id)
+        best = self.store.best_trial(self.study)
+        best_text = f"{self.study.objective_name}={best.objective:.4f} (trial {best.number})" if best else "-"
+        done = counts["COMPLETED"] + counts["PRUNED"] + counts["FAILED"]
+        return (
+            f"{done}/{self.study.max_trials} done ({counts['FAILED']} failed), {counts['RUNNING']} running, "
+            f"{counts['QUEUED']} queued, best {best_text}"
+        )
+
+    def __call__(self) -> None:
+        line = self._line()
+        if self.live is not None:
+            self.live.update(f"[bold]{self.study.name}[/] {line}  [dim]{time.monotonic() - self.started:.0f}s[/]")
+        elif line != self.last:
+            out.print(f"[{time.monotonic() - self.started:6.1f}s] {line}", highlight=False)
+        self.last = line
+
+    def __enter__(self) -> _progress:
+        if out.is_terminal:
+            self.live = Live(console=out, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _trial_dict(trial: Trial) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "state": trial.state,
+        "objective": trial.objective,
+        "best_epoch": trial.best_epoch,
+        "epochs_done": trial.epochs_done,
+        "params": trial.params,
+        "duration_seconds": trial.duration_seconds,
+        "error": trial.error.splitlines()[0] if trial.error else None,
+    }
+
+
+def _print_best(store: Store, study: Study, *, as_json: bool) -> None:
+    best = store.best_trial(study)
+    if as_json:
+        payload = {"study": study.name, "objective": study.objective_name, "direction": study.direction}
+        out.print_json(data={**payload, "best": _trial_dict(best) if best else None})
+        return
+    if best is None:
+        out.print(f"study {study.name}: no completed trial yet")
+        return
+    out.print(
+        f"best trial {best.number}: {study.objective_name} = {best.objective:.4f} at epoch {best.best_epoch}",
+        highlight=False,
+    )
+    for name, value in best.params.items():
+        out.print(f"  {name} = {value!r}", highlight=False)
+
+
+@app.command()
+def best(study: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The best completed trial: params, objective and best epoch."""
+    store = open_store(db)
+    _print_best(store, store.study(study), as_json=as_json)
+
+
+@app.command()
+def status(
+    study: Annotated[str | None, typer.Argument()] = None, db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """Every study (or one): state, trial counts and the best objective."""
+    store = open_store(db)
+    studies = [store.study(study)] if study else store.studies()
+    rows = []
+    for item in studies:
+        best_trial = store.best_trial(item)
+        rows.append(
+            {
+                "study": item.name,
+                "state": item.state,
+                "algorithm": item.algorithm,
+                "objective": item.objective_name,
+                "direction": item.direction,
+                "max_trials": item.max_trials,
+                "trials": store.counts(item.id),
+                "best": best_trial.objective if best_trial else None,
+                "best_trial": best_trial.number if best_trial else None,
+                "message": item.message,
+            }
+        )
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("study", "state", "algorithm", "done/max", "running", "queued", "failed", "best")
+    for row in rows:
+        counts = row["trials"]
+        done = counts["COMPLETED"] + counts["PRUNED"] + counts["FAILED"]
+        best_text = f"{row['objective']}={row['best']:.4f}" if row["best"] is not None else "-"
+        table.add_row(
+            row["study"],
+            row["state"],
+            row["algorithm"],
+            f"{done}/{row['max_trials']}",
+            str(counts["RUNNING"]),
+            str(counts["QUEUED"]),
+            str(counts["FAILED"]),
+            best_text,
+        )
+    out.print(table)
+
+
+@app.command()
+def trials(
+    study: str,
+    db: DbOption = None,
+    sort: Annotated[str, typer.Option(help="number | objective")] = "number",
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The trials of a study."""
+    if sort not in ("number", "objective"):
+        raise HpsearchError("--sort", f"must be 'number' or 'objective', not {sort!r}")
+    store = open_store(db)
+    item = store.study(study)
+    rows = [_trial_dict(t) for t in store.trials(item.id, sort=sort, limit=limit, direction=item.direction)]
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("#", "state", item.objective_name, "best epoch", "epochs", "params", "error")
+    for row in rows:
+        objective = f"{row['objective']:.4f}" if row["objective"] is not None else "-"
+        table.add_row(
+            str(row["number"]),
+            row["state"],
+            objective,
+            str(row["best_epoch"] or "-"),
+            str(row["epochs_done"]),
+            json.dumps(row["params"]),
+            row["error"] or "",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: one line per error, exit 2 for bad input, tracebacks only with --debug."""
+    try:
+        app(standalone_mode=False)
+    except HpsearchError as exc:
+        if _debug:
+            raise
+        err.print(f"error: {exc.where}: {exc.what}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if _debug:
+            raise
+        err.print(f"error: internal: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
+        sys.exit(1)

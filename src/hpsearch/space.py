@@ -1,0 +1,224 @@
+"""Search spaces: Keras Tuner ``HyperParameters`` config JSON, read without importing keras.
+
+The stored form of a space is exactly ``keras_tuner.HyperParameters.get_config()`` so workers rebuild it
+with ``HyperParameters.from_config``; the coordinator reads the same JSON into :class:`Param` objects to
+sample and enumerate values. Discovery (building the hypermodel with every conditional branch active)
+needs keras and lives in :func:`discover_space`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from hpsearch.errors import SpecError, UserCodeError
+
+if TYPE_CHECKING:
+    from hpsearch.spec import ParamSpec
+
+Value = int | float | str | bool
+Kind = Literal["int", "float", "choice", "boolean", "fixed"]
+_KT_CLASS = {"Int": "int", "Float": "float", "Choice": "choice", "Boolean": "boolean", "Fixed": "fixed"}
+_GRID_POINTS_WITHOUT_STEP = 10  # as Keras Tuner's GridSearch does for a continuous range
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A Keras Tuner ``Parent`` condition: active when ``name`` takes one of ``values``."""
+
+    name: str
+    values: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: Kind
+    conditions: tuple[Condition, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Value, ...] = ()
+    default: Value | None = None
+
+    def is_active(self, values: Mapping[str, Value]) -> bool:
+        return all(values.get(c.name) in c.values for c in self.conditions)
+
+    def sample(self, rng: random.Random) -> Value:
+        if self.kind in ("choice", "boolean", "fixed"):
+            return rng.choice(self.grid_values())
+        assert self.low is not None and self.high is not None
+        if self.step is not None:
+            return rng.choice(self.grid_values())
+        if self.kind == "int":
+            if self.log:
+                return min(int(math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))), int(self.high))
+            return rng.randint(int(self.low), int(self.high))
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
+    def grid_values(self) -> tuple[Value, ...]:
+        """Every value a grid search tries, in Keras Tuner's order."""
+        if self.kind == "choice":
+            return self.choices
+        if self.kind == "boolean":
+            return (False, True)
+        if self.kind == "fixed":
+            return (self.default,) if self.default is not None else ()
+        assert self.low is not None and self.high is not None
+        if self.step is None:
+            if self.kind == "int" and not self.log:
+                return tuple(range(int(self.low), int(self.high) + 1))
+            probs = [(i + 0.5) / _GRID_POINTS_WITHOUT_STEP for i in range(_GRID_POINTS_WITHOUT_STEP)]
+            points = [self._from_unit(p) for p in probs]
+            return tuple(dict.fromkeys(int(v) if self.kind == "int" else v for v in points))
+        points: list[float] = []
+        value = self.low
+        while value <= self.high * (1 + 1e-12):
+            points.append(value)
+            value = value * self.step if self.log else value + self.step
+        if self.kind == "int":
+            return tuple(dict.fromkeys(round(v) for v in points))
+        return tuple(points)
+
+    def _from_unit(self, prob: float) -> float:
+        assert self.low is not None and self.high is not None
+        if self.log:
+            return self.low * (self.high / self.low) ** prob
+        return self.low + (self.high - self.low) * prob
+
+
+def _param_from_kt(entry: Mapping[str, Any]) -> Param:
+    kind = _KT_CLASS.get(entry["class_name"])
+    if kind is None:
+        raise ValueError(f"unsupported hyperparameter class {entry['class_name']!r}")
+    cfg = entry["config"]
+    conditions = tuple(Condition(c["config"]["name"], tuple(c["config"]["values"])) for c in cfg.get("conditions", []))
+    common: dict[str, Any] = {"name": cfg["name"], "kind": kind, "conditions": conditions}
+    if kind in ("int", "float"):
+        return Param(
+            **common,
+            low=cfg["min_value"],
+            high=cfg["max_value"],
+            step=cfg.get("step"),
+            log=cfg.get("sampling") in ("log", "reverse_log"),
+            default=cfg.get("default"),
+        )
+    if kind == "choice":
+        return Param(**common, choices=tuple(cfg["values"]), default=cfg.get("default"))
+    if kind == "boolean":
+        return Param(**common, default=cfg.get("default", False))
+    return Param(**common, default=cfg["value"])
+
+
+class SearchSpace:
+    """A search space in declaration order; a parameter's conditions refer to earlier parameters."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config: dict[str, Any] = {"space": list(config.get("space", [])), "values": {}}
+        self.params: tuple[Param, ...] = tuple(_param_from_kt(e) for e in self.config["space"])
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def sample(self, rng: random.Random) -> dict[str, Value]:
+        values: dict[str, Value] = {}
+        for param in self.params:
+            if param.is_active(values):
+                values[param.name] = param.sample(rng)
+        return values
+
+    def grid(self) -> Iterator[dict[str, Value]]:
+        """Every combination of active values: a conditional parameter only varies inside its branch."""
+
+        def expand(index: int, values: dict[str, Value]) -> Iterator[dict[str, Value]]:
+            if index == len(self.params):
+                yield dict(values)
+                return
+            param = self.params[index]
+            if not param.is_active(values):
+                yield from expand(index + 1, values)
+                return
+            for value in param.grid_values():
+                values[param.name] = value
+                yield from expand(index + 1, values)
+            values.pop(param.name, None)
+
+        return expand(0, {})
+
+    def merged_with(self, config: Mapping[str, Any]) -> SearchSpace:
+        """This space plus parameters first declared elsewhere (in a HyperModel's ``fit``)."""
+        known = set(self.names)
+        extra = [e for e in config.get("space", []) if e["config"]["name"] not in known]
+        return SearchSpace({"space": self.config["space"] + extra}) if extra else self
+
+
+def override_config(space: Mapping[str, Any], overrides: Mapping[str, ParamSpec], source: str) -> dict[str, Any]:
+    """Replace the hypermodel's declaration of each ``[space]`` entry of the study file."""
+    entries = {e["config"]["name"]: e for e in space["space"]}
+    for name, spec in overrides.items():
+        entry = entries.get(name)
+        if entry is None:
+            raise SpecError(f"{source}: space.{name}", "the hypermodel declares no parameter of this name")
+        declared = _KT_CLASS[entry["class_name"]]
+        if declared != spec.type:
+            raise SpecError(
+                f"{source}: space.{name}", f"declared as {spec.type} here but as {declared} by the hypermodel"
+            )
+        entries[name] = {"class_name": entry["class_name"], "config": _kt_config(spec, entry["config"])}
+    return {"space": list(entries.values()), "values": {}}
+
+
+def _kt_config(spec: ParamSpec, declared: Mapping[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {"name": declared["name"], "conditions": declared.get("conditions", [])}
+    if spec.type == "fixed":
+        return {**config, "value": spec.value}
+    config["default"] = spec.default
+    if spec.type in ("int", "float"):
+        return {**config, "min_value": spec.min, "max_value": spec.max, "step": spec.step, "sampling": spec.sampling}
+    if spec.type == "choice":
+        return {**config, "values": list(spec.values), "ordered": spec.ordered}
+    return {**config, "default": bool(spec.default)}
+
+
+def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
+    """Build ``hypermodel`` until every conditional scope has been active once, as Keras Tuner does,
+    and return the space as ``HyperParameters.get_config()``. Imports keras_tuner."""
+    import copy
+
+    import keras_tuner as kt
+
+    space = kt.HyperParameters()
+    never_active: list[Any] = []
+    once_active: list[Any] = []
+    hp = kt.HyperParameters()
+    while True:
+        try:
+            model = hypermodel.build(hp)
+        except Exception as exc:
+            raise UserCodeError(where, f"building the model raised {type(exc).__name__}: {exc}") from exc
+        if check is not None:
+            check(model, where)
+        space.merge(hp.space)
+        for conditions in hp.active_scopes:
+            if conditions not in once_active:
+                once_active.append(copy.deepcopy(conditions))
+            if conditions in never_active:
+                never_active.remove(conditions)
+        for conditions in hp.inactive_scopes:
+            if conditions not in once_active and conditions not in never_active:
+                never_active.append(copy.deepcopy(conditions))
+        if not never_active:
+            break
+        hp = space.copy()
+        for condition in never_active.pop(0):
+            hp.values[condition.name] = condition.values[0]
+        hp.ensure_active_values()
+    config = space.get_config()
+    return {"space": config["space"], "values": {}}

@@ -1,0 +1,263 @@
+"""Study files: TOML validated with pydantic. Never imports keras.
+
+A study file names its hypermodel and data loader, the objective, the search algorithm and its budget,
+the arguments of ``fit`` and how many local workers ``hpsearch run`` starts. An optional ``[space]``
+table overrides or narrows parameters the hypermodel declares (Keras Tuner's ``hyperparameters=``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hpsearch.errors import SpecError
+
+Direction = Literal["min", "max"]
+ALGORITHMS = ("random", "grid")
+
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "iou", "r2", "top_k", "ndcg", "map")
+_MINIMIZED = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "rmse", "poisson")
+
+
+def infer_direction(metric: str) -> Direction | None:
+    """Guess whether a Keras metric is maximised, as Keras Tuner does for common names."""
+    name = metric.removeprefix("val_").lower()
+    if any(token in name for token in _MINIMIZED):
+        return "min"
+    if any(token in name for token in _MAXIMIZED):
+        return "max"
+    return None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Objective(_Strict):
+    name: str = Field(min_length=1)
+    direction: Direction
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"name": value}
+        if isinstance(value, dict) and "direction" not in value and isinstance(value.get("name"), str):
+            direction = infer_direction(value["name"])
+            if direction is None:
+                raise ValueError(
+                    f"cannot infer whether {value['name']!r} is minimised or maximised; "
+                    'write objective = { name = "...", direction = "min" | "max" }'
+                )
+            value = {**value, "direction": direction}
+        return value
+
+
+class StudySection(_Strict):
+    name: str
+    hypermodel: str = Field(min_length=1)
+    data: str = Field(min_length=1)
+    objective: Objective
+    seed: int = 0
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not _STUDY_NAME.match(name):
+            raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        return name
+
+    @field_validator("hypermodel", "data")
+    @classmethod
+    def _reference(cls, ref: str) -> str:
+        target, sep, attribute = ref.rpartition(":")
+        if not sep or not target or not attribute.isidentifier():
+            raise ValueError("must be 'file.py:function' or 'module:function'")
+        return ref
+
+
+class SearchSection(_Strict):
+    algorithm: Literal["random", "grid"] = "random"
+    max_trials: int = Field(gt=0, le=1_000_000)
+    max_epochs: int = Field(gt=0, le=100_000)
+    max_retries: int = Field(default=1, ge=0, le=100)
+    max_consecutive_failures: int = Field(default=3, gt=0)
+
+
+class CallbackSpec(BaseModel):
+    """``{ name = "EarlyStopping", monitor = "val_loss", patience = 2 }``: a ``keras.callbacks`` class
+    (or ``module:Class``) and its keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(min_length=1)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FitSection(_Strict):
+    batch_size: int | None = Field(default=None, gt=0)
+    callbacks: list[CallbackSpec] = []
+    class_weight: dict[str, float] = {}
+    shuffle: bool = True
+
+    @field_validator("class_weight")
+    @classmethod
+    def _class_keys(cls, weights: dict[str, float]) -> dict[str, float]:
+        for key, weight in weights.items():
+            if not key.lstrip("-").isdigit():
+                raise ValueError(f"class {key!r} is not an integer class index")
+            if weight < 0:
+                raise ValueError(f"weight of class {key} is negative: {weight}")
+        return weights
+
+
+class RunSection(_Strict):
+    workers: int = Field(default=2, gt=0, le=256)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> RunSection:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
+
+
+class _Param(_Strict):
+    default: Any = None
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    min: int
+    max: int
+    step: int | None = Field(default=None, gt=0)
+    sampling: Literal["linear", "log"] = "linear"
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        _check_range(self.min, self.max, self.sampling, allow_equal=True)
+        return self
+
+
+class FloatParam(_Param):
+    type: Literal["float"]
+    min: float
+    max: float
+    step: float | None = Field(default=None, gt=0)
+    sampling: Literal["linear", "log"] = "linear"
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError("min and max must be finite")
+        _check_range(self.min, self.max, self.sampling, allow_equal=False)
+        return self
+
+
+class ChoiceParam(_Param):
+    type: Literal["choice"]
+    values: list[int | float | str | bool] = Field(min_length=1)
+    ordered: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_type(self) -> ChoiceParam:
+        kinds = {type(v) for v in self.values}
+        if len(kinds) > 1 and kinds != {int, float}:
+            raise ValueError(f"values mix types {sorted(k.__name__ for k in kinds)}")
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ValueError("values repeat")
+        return self
+
+
+class BooleanParam(_Param):
+    type: Literal["boolean"]
+
+
+class FixedParam(_Strict):
+    type: Literal["fixed"]
+    value: int | float | str | bool
+
+
+ParamSpec = Annotated[IntParam | FloatParam | ChoiceParam | BooleanParam | FixedParam, Field(discriminator="type")]
+
+
+def _check_range(low: float, high: float, sampling: str, *, allow_equal: bool) -> None:
+    if low > high or (low == high and not allow_equal):
+        raise ValueError(f"empty or inverted range: min {low} > max {high}" if low > high else "empty range")
+    if sampling == "log" and low <= 0:
+        raise ValueError(f"log sampling needs min > 0, got {low}")
+
+
+class StudySpec(_Strict):
+    study: StudySection
+    search: SearchSection
+    fit: FitSection = FitSection()
+    run: RunSection = RunSection()
+    space: dict[str, ParamSpec] = {}
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts the union member's tag into the path (space.lr.float.min); the file has none.
+    if len(loc) > 2 and loc[0] == "space" and loc[2] in ("int", "float", "choice", "boolean", "fixed"):
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def _lookup(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def validate_spec(data: dict[str, Any], source: str) -> StudySpec:
+    """Validate parsed TOML; a failure raises one SpecError naming the field path and its value."""
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = _field_path(tuple(first["loc"]))
+        field = ".".join(map(str, path)) or "(top level)"
+        if first["type"] == "missing":
+            what = "required field is missing"
+        elif first["type"] == "extra_forbidden":
+            what = "unknown field"
+        else:
+            value = _lookup(data, path)
+            message = first["msg"].removeprefix("Value error, ")
+            what = f"{message} (got {value!r})"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SpecError(f"{source}: {field}", what + more) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), "no such study file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), f"cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(str(path), f"invalid TOML: {exc}") from None
+    return validate_spec(data, str(path))

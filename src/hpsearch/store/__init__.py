@@ -1,0 +1,21 @@
+"""The SQL store: typed models, migrations, and every query (see repository.py)."""
+
+from __future__ import annotations
+
+from hpsearch.store.db import make_engine, mask_url, require_schema, resolve_url, upgrade
+from hpsearch.store.models import StudyState, TrialState
+from hpsearch.store.repository import ClaimedTrial, Store
+
+
+def open_store(url: str | None, *, create: bool = False) -> Store:
+    """Connect to ``url`` (or HPSEARCH_DB, or ./hpsearch.db). ``create`` migrates the schema to this
+    version; otherwise the schema must already be there."""
+    engine = make_engine(resolve_url(url))
+    if create:
+        upgrade(engine)
+    else:
+        require_schema(engine)
+    return Store(engine)
+
+
+__all__ = ["ClaimedTrial", "Store", "StudyState", "TrialState", "mask_url", "open_store", "resolve_url"]

@@ -1,0 +1,157 @@
+"""Engines, database URLs (never printed with their password) and the schema version."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from hpsearch.errors import StoreError, UsageError
+
+DEFAULT_URL = "sqlite:///hpsearch.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def resolve_url(url: str | None) -> str:
+    """``--db`` wins, then ``HPSEARCH_DB``, then ``hpsearch.db`` in the working directory."""
+    return url or os.environ.get("HPSEARCH_DB") or DEFAULT_URL
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError("--db", f"malformed database URL {mask_url(url)!r}") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UsageError("--db", f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    return parsed
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by ***, also for URLs SQLAlchemy cannot parse."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def scrub(message: str, url: str | URL) -> str:
+    """Remove the URL's password from a message (a driver error may quote the connection string)."""
+    try:
+        password = (url if isinstance(url, URL) else make_url(url)).password
+    except ArgumentError:
+        password = None
+    return message.replace(str(password), "***") if password else message
+
+
+def make_engine(url: str) -> Engine:
+    parsed = parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, connect_args={"timeout": 60})
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_size=2,
+                max_overflow=4,
+                connect_args={"connect_timeout": 10, "application_name": "hpsearch"},
+            )
+    except (NoSuchModuleError, ImportError) as exc:
+        raise UsageError("--db", f"no driver for {parsed.drivername}: {exc}") from None
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, issue BEGIN, so that the BEGIN below is the one that runs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Every transaction takes the write lock up front: a claim is then atomic across processes,
+        # and no reader-turned-writer deadlocks on a lock upgrade (SQLite answers those with BUSY at once).
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(engine_connection: Any) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = engine_connection
+    return config
+
+
+def connection_error(exc: Exception, url: str | URL) -> StoreError:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    return StoreError(mask_url(url), f"cannot use the database: {scrub(first, url)}")
+
+
+def schema_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except DBAPIError as exc:
+        raise connection_error(exc, engine.url) from None
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(engine: Engine) -> str:
+    """Create or migrate the schema to this version's head; returns the revision."""
+    check_not_newer(engine)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), "head")
+    except DBAPIError as exc:
+        raise connection_error(exc, engine.url) from None
+    return head_revision()
+
+
+def check_not_newer(engine: Engine) -> str | None:
+    current = schema_revision(engine)
+    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreError(
+            mask_url(engine.url), f"schema revision {current} is newer than this hpsearch; upgrade hpsearch"
+        )
+    return current
+
+
+def require_schema(engine: Engine) -> None:
+    """Commands that only read or run studies need the schema at this version's head."""
+    current = check_not_newer(engine)
+    if current != head_revision():
+        state = "has no hpsearch schema" if current is None else f"is at schema revision {current}"
+        raise StoreError(mask_url(engine.url), f"database {state}; run `hpsearch db upgrade`")
+
+
+def ping(engine: Engine) -> None:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        raise connection_error(exc, engine.url) from None

@@ -1,0 +1,182 @@
+"""SQLAlchemy 2 typed models. docs/schema.md documents every column; the Alembic migrations under
+``migrations/versions`` create exactly these tables (a test compares them)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Naive UTC: both engines store it the same way. Nodes keep their clocks in sync (NTP)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class TrialState(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    PRUNED = "PRUNED"
+    FAILED = "FAILED"
+
+
+FINISHED_STATES = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
+
+
+class StudyState(enum.StrEnum):
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default=StudyState.RUNNING)
+    objective_name: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str] = mapped_column(String(3))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    max_trials: Mapped[int] = mapped_column(Integer)
+    max_epochs: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    space: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source_path: Mapped[str] = mapped_column(Text)
+    base_dir: Mapped[str] = mapped_column(Text)
+    artifact_root: Mapped[str] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    gpu: Mapped[str | None] = mapped_column(String(64), default=None)
+    state: Mapped[str] = mapped_column(String(16), default="IDLE")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
+        # Serves the claim query: the oldest QUEUED trial of a running study.
+        Index("ix_trials_claim", "state", "study_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.QUEUED)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    objective: Mapped[float | None] = mapped_column(Float, default=None)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    budget_epochs: Mapped[int] = mapped_column(Integer)
+    initial_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    parent_trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), default=None)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), default=None, index=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class TrialParam(Base):
+    __tablename__ = "trial_params"
+    __table_args__ = (UniqueConstraint("trial_id", "name", name="uq_trial_params_trial_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    value_type: Mapped[str] = mapped_column(String(8))
+    value_int: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    value_float: Mapped[float | None] = mapped_column(Float, default=None)
+    value_text: Mapped[str | None] = mapped_column(Text, default=None)
+    value_bool: Mapped[bool | None] = mapped_column(Boolean, default=None)
+
+
+class TrialMetric(Base):
+    __tablename__ = "trial_metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "epoch", "name", name="uq_trial_metrics_trial_epoch_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), default=None, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+TRIAL_SUMMARY_SQL = """
+CREATE VIEW trial_summary AS
+SELECT s.name AS study,
+       t.number AS number,
+       t.state AS state,
+       t.objective AS objective,
+       s.objective_name AS objective_name,
+       t.best_epoch AS best_epoch,
+       t.epochs_done AS epochs_done,
+       t.budget_epochs AS budget_epochs,
+       t.duration_seconds AS duration_seconds,
+       w.name AS worker,
+       w.host AS host,
+       t.params AS params,
+       t.retries AS retries,
+       t.error AS error,
+       t.created_at AS created_at,
+       t.started_at AS started_at,
+       t.finished_at AS finished_at
+FROM trials t
+JOIN studies s ON s.id = t.study_id
+LEFT JOIN workers w ON w.id = t.worker_id
+"""

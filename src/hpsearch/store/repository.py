@@ -1,0 +1,459 @@
+"""Every query and transaction of hpsearch. Knows no algorithm: strategies hand it NewTrial objects."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from hpsearch.errors import UsageError
+from hpsearch.space import Value
+from hpsearch.store.db import connection_error
+from hpsearch.store.models import (
+    FINISHED_STATES,
+    Artifact,
+    Study,
+    StudyState,
+    Trial,
+    TrialMetric,
+    TrialParam,
+    TrialState,
+    Worker,
+    utcnow,
+)
+from hpsearch.strategies.base import NewTrial, TrialView
+
+HeartbeatAnswer = Literal["continue", "stop", "lost"]
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    trial_id: int
+    study_id: int
+    study_name: str
+    number: int
+    params: dict[str, Value]
+    budget_epochs: int
+    initial_epoch: int
+    seed: int
+    checkpoint_uri: str | None
+    checkpoint_sha256: str | None
+
+
+def param_row(name: str, value: Value) -> TrialParam:
+    """One typed row; ints also fill value_float so numeric filters work on both."""
+    row = TrialParam(name=name)
+    if isinstance(value, bool):
+        row.value_type, row.value_bool = "bool", value
+    elif isinstance(value, int):
+        row.value_type, row.value_int, row.value_float = "int", value, float(value)
+    elif isinstance(value, float):
+        row.value_type, row.value_float = "float", value
+    else:
+        row.value_type, row.value_text = "str", str(value)
+    return row
+
+
+def _better(direction: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if direction == "min" else new > old
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction; database errors become a one-line StoreError with the password masked."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            raise connection_error(exc, self.engine.url) from exc
+
+    # --- studies -------------------------------------------------------------------------------------
+
+    def create_study(self, study: Study) -> tuple[Study, bool]:
+        """Insert ``study``; a study of the same name and spec is returned as is (``created`` False)."""
+        with self.session() as session:
+            existing = session.scalar(select(Study).where(Study.name == study.name))
+            if existing is not None:
+                if existing.spec != study.spec:
+                    raise UsageError(
+                        f"study {study.name}",
+                        "exists with a different study file; rename the study or delete the old one",
+                    )
+                return existing, False
+            session.add(study)
+            session.flush()
+            return study, True
+
+    def study(self, name: str) -> Study:
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.name == name))
+        if study is None:
+            raise UsageError(f"study {name}", "no such study (see `hpsearch status`)")
+        return study
+
+    def studies(self, states: Sequence[str] | None = None) -> list[Study]:
+        query = select(Study).order_by(Study.id)
+        if states is not None:
+            query = query.where(Study.state.in_(list(states)))
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def study_by_id(self, study_id: int) -> Study:
+        with self.session() as session:
+            return session.get_one(Study, study_id)
+
+    def set_study_state(self, study_id: int, state: StudyState, message: str | None = None) -> None:
+        with self.session() as session:
+            session.execute(update(Study).where(Study.id == study_id).values(state=state, message=message))
+
+    def extend_space(self, study_id: int, entries: Sequence[dict[str, Any]]) -> None:
+        """Add parameters first declared outside ``build`` (in a HyperModel's ``fit``) to the space."""
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            assert study is not None
+            known = {e["config"]["name"] for e in study.space["space"]}
+            new = [e for e in entries if e["config"]["name"] not in known]
+            if new:
+                study.space = {**study.space, "space": [*study.space["space"], *new]}
+
+    # --- trials: planning ----------------------------------------------------------------------------
+
+    def history(self, study_id: int) -> list[TrialView]:
+        parent = Trial.__table__.alias("parent")
+        query = (
+            select(Trial, parent.c.number)
+            .outerjoin(parent, parent.c.id == Trial.parent_trial_id)
+            .where(Trial.study_id == study_id)
+            .order_by(Trial.number)
+        )
+        with self.session() as session:
+            rows = session.execute(query).all()
+        return [
+            TrialView(
+                number=t.number,
+                state=t.state,
+                params=t.params,
+                objective=t.objective,
+                best_epoch=t.best_epoch,
+                epochs_done=t.epochs_done,
+                budget_epochs=t.budget_epochs,
+                initial_epoch=t.initial_epoch,
+                parent_number=parent_number,
+            )
+            for t, parent_number in rows
+        ]
+
+    def add_trials(self, study: Study, new_trials: Sequence[NewTrial]) -> list[int]:
+        """Queue trials with the next numbers; returns the numbers."""
+        if not new_trials:
+            return []
+        with self.session() as session:
+            last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
+            numbers_to_ids = dict(
+                session.execute(select(Trial.number, Trial.id).where(Trial.study_id == study.id)).all()
+            )
+            numbers: list[int] = []
+            for offset, new in enumerate(new_trials):
+                number = (last if last is not None else -1) + 1 + offset
+                trial = Trial(
+                    study_id=study.id,
+                    number=number,
+                    state=TrialState.QUEUED,
+                    params=dict(new.params),
+                    budget_epochs=new.budget_epochs,
+                    initial_epoch=new.initial_epoch,
+                    parent_trial_id=numbers_to_ids.get(new.parent_number) if new.parent_number is not None else None,
+                    seed=study.seed + number,
+                )
+                session.add(trial)
+                session.flush()
+                session.add_all(_with_trial(trial.id, new.params))
+                numbers.append(number)
+            return numbers
+
+    def counts(self, study_id: int) -> dict[str, int]:
+        query = select(Trial.state, func.count()).where(Trial.study_id == study_id).group_by(Trial.state)
+        with self.session() as session:
+            found = dict(session.execute(query).all())
+        return {state.value: int(found.get(state.value, 0)) for state in TrialState}
+
+    def consecutive_failures(self, study_id: int) -> int:
+        query = (
+            select(Trial.state)
+            .where(Trial.study_id == study_id, Trial.state.in_(list(FINISHED_STATES)))
+            .order_by(Trial.finished_at.desc(), Trial.id.desc())
+            .limit(1000)
+        )
+        with self.session() as session:
+            states = list(session.scalars(query))
+        run = 0
+        for state in states:
+            if state != TrialState.FAILED:
+                break
+            run += 1
+        return run
+
+    def expire_leases(self, max_retries_by_study: Mapping[int, int]) -> int:
+        """RUNNING trials whose lease lapsed go back to QUEUED (or FAILED past max_retries)."""
+        now = utcnow()
+        expired_count = 0
+        with self.session() as session:
+            expired = session.scalars(
+                select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now).with_for_update()
+            ).all()
+            for trial in expired:
+                reason = f"lease expired at {trial.lease_expires_at:%Y-%m-%d %H:%M:%S} (worker {trial.worker_id} lost)"
+                trial.error = f"{trial.error}\n{reason}" if trial.error else reason
+                trial.retries += 1
+                trial.lease_expires_at = None
+                if trial.retries > max_retries_by_study.get(trial.study_id, 0):
+                    trial.state = TrialState.FAILED
+                    trial.finished_at = now
+                else:
+                    trial.state = TrialState.QUEUED
+                    trial.worker_id = None
+                expired_count += 1
+        return expired_count
+
+    # --- trials: the worker's side -------------------------------------------------------------------
+
+    def claim(self, worker_id: int, study_id: int | None = None) -> ClaimedTrial | None:
+        """Atomically take the oldest QUEUED trial of a RUNNING study.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on or take the
+        same row. SQLite: the transaction began with ``BEGIN IMMEDIATE`` (see db.py), so claims serialise.
+        """
+        query = (
+            select(Trial)
+            .join(Study, Study.id == Trial.study_id)
+            .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
+            .order_by(Trial.id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=Trial)
+        )
+        if study_id is not None:
+            query = query.where(Trial.study_id == study_id)
+        now = utcnow()
+        with self.session() as session:
+            trial = session.scalar(query)
+            if trial is None:
+                return None
+            study = session.get_one(Study, trial.study_id)
+            trial.state = TrialState.RUNNING
+            trial.worker_id = worker_id
+            trial.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
+            trial.started_at = trial.started_at or now
+            trial.stop_requested = False
+            # A trial that trained before (lost lease) resumes from its own last checkpoint; a new trial
+            # promoted from a parent (Hyperband) continues from the parent's.
+            source_id = trial.id if trial.epochs_done else trial.parent_trial_id
+            checkpoint = None
+            if source_id is not None:
+                checkpoint = session.scalar(
+                    select(Artifact)
+                    .where(Artifact.trial_id == source_id, Artifact.kind == "checkpoint")
+                    .order_by(Artifact.id.desc())
+                    .limit(1)
+                )
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
+            return ClaimedTrial(
+                trial_id=trial.id,
+                study_id=trial.study_id,
+                study_name=study.name,
+                number=trial.number,
+                params=dict(trial.params),
+                budget_epochs=trial.budget_epochs,
+                initial_epoch=(checkpoint.epoch or 0) if checkpoint else 0,
+                seed=trial.seed,
+                checkpoint_uri=checkpoint.uri if checkpoint else None,
+                checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
+            )
+
+    def _owned(self, trial_id: int, worker_id: int) -> Any:
+        return and_(Trial.id == trial_id, Trial.worker_id == worker_id, Trial.state == TrialState.RUNNING)
+
+    def heartbeat(self, trial_id: int, worker_id: int, lease_seconds: float) -> HeartbeatAnswer:
+        """Renew the lease; ``lost`` when another worker owns the trial now, ``stop`` when asked to stop."""
+        now = utcnow()
+        with self.session() as session:
+            renewed = session.execute(
+                update(Trial)
+                .where(self._owned(trial_id, worker_id))
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .returning(Trial.stop_requested, Trial.study_id)
+            ).first()
+            session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now))
+            if renewed is None:
+                return "lost"
+            study_state = session.scalar(select(Study.state).where(Study.id == renewed.study_id))
+        return "stop" if renewed.stop_requested or study_state != StudyState.RUNNING else "continue"
+
+    def record_epoch(
+        self, trial_id: int, worker_id: int, epoch: int, logs: Mapping[str, float], objective: str, direction: str
+    ) -> bool:
+        """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far.
+        Returns False when the worker no longer owns the trial."""
+        rows = [
+            {
+                "trial_id": trial_id,
+                "epoch": epoch,
+                "name": name,
+                "value": _finite_or_none(float(value)),
+                "recorded_at": utcnow(),
+            }
+            for name, value in logs.items()
+        ]
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
+            if trial is None:
+                return False
+            if rows:
+                insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+                session.execute(insert(TrialMetric).values(rows).on_conflict_do_nothing())
+            trial.epochs_done = max(trial.epochs_done, epoch)
+            value = logs.get(objective)
+            if value is not None and math.isfinite(value) and _better(direction, value, trial.objective):
+                trial.objective, trial.best_epoch = float(value), epoch
+            return True
+
+    def record_checkpoint(self, checkpoint: Artifact) -> None:
+        """A trial keeps one checkpoint row, its latest (the file is replaced atomically too)."""
+        with self.session() as session:
+            existing = session.scalar(
+                select(Artifact)
+                .where(Artifact.trial_id == checkpoint.trial_id, Artifact.kind == "checkpoint")
+                .with_for_update()
+            )
+            if existing is None:
+                session.add(checkpoint)
+            else:
+                existing.epoch, existing.uri = checkpoint.epoch, checkpoint.uri
+                existing.sha256, existing.size_bytes = checkpoint.sha256, checkpoint.size_bytes
+                existing.created_at = utcnow()
+
+    def finish(
+        self,
+        trial_id: int,
+        worker_id: int,
+        state: TrialState,
+        error: str | None = None,
+        extra_params: Mapping[str, Value] | None = None,
+    ) -> bool:
+        now = utcnow()
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
+            if trial is None:
+                return False
+            trial.state = state
+            trial.finished_at = now
+            trial.lease_expires_at = None
+            trial.duration_seconds = (now - trial.started_at).total_seconds() if trial.started_at else None
+            if error is not None:
+                trial.error = f"{trial.error}\n{error}" if trial.error else error
+            if extra_params:
+                new = {k: v for k, v in extra_params.items() if k not in trial.params}
+                trial.params = {**trial.params, **new}
+                session.add_all(_with_trial(trial.id, new))
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            return True
+
+    def request_stop(self, study_id: int, numbers: Sequence[int]) -> None:
+        with self.session() as session:
+            session.execute(
+                update(Trial)
+                .where(Trial.study_id == study_id, Trial.number.in_(list(numbers)), Trial.state == TrialState.RUNNING)
+                .values(stop_requested=True)
+            )
+
+    # --- workers -------------------------------------------------------------------------------------
+
+    def register_worker(self, name: str, host: str, pid: int, gpu: str | None) -> int:
+        with self.session() as session:
+            worker = Worker(name=name, host=host, pid=pid, gpu=gpu)
+            session.add(worker)
+            session.flush()
+            return worker.id
+
+    def worker_alive(self, worker_id: int, state: str) -> None:
+        with self.session() as session:
+            session.execute(
+                update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=utcnow(), state=state)
+            )
+
+    def worker_stopped(self, worker_id: int) -> None:
+        with self.session() as session:
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="STOPPED", stopped_at=utcnow()))
+
+    def live_workers(self, within_seconds: float) -> int:
+        since = utcnow() - timedelta(seconds=within_seconds)
+        query = (
+            select(func.count()).select_from(Worker).where(Worker.state != "STOPPED", Worker.last_heartbeat_at >= since)
+        )
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def trials(
+        self, study_id: int, sort: str = "number", limit: int | None = None, direction: str = "max"
+    ) -> list[Trial]:
+        order: Any
+        if sort == "objective":
+            column = Trial.objective.desc() if direction == "max" else Trial.objective.asc()
+            order = (Trial.objective.is_(None), column, Trial.number)
+        else:
+            order = (Trial.number,)
+        query = select(Trial).where(Trial.study_id == study_id).order_by(*order)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.session() as session:
+            return list(session.scalars(query))
+
+    def trial(self, study_id: int, number: int) -> Trial:
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(Trial.study_id == study_id, Trial.number == number))
+        if trial is None:
+            raise UsageError(f"trial {number}", "no such trial in this study")
+        return trial
+
+    def best_trial(self, study: Study) -> Trial | None:
+        completed = [
+            t for t in self.trials(study.id, sort="objective", direction=study.direction) if t.objective is not None
+        ]
+        usable = [t for t in completed if t.state == TrialState.COMPLETED]
+        return usable[0] if usable else None
+
+    def metrics(self, trial_id: int) -> dict[int, dict[str, float | None]]:
+        query = select(TrialMetric).where(TrialMetric.trial_id == trial_id).order_by(TrialMetric.epoch)
+        curve: dict[int, dict[str, float | None]] = {}
+        with self.session() as session:
+            for row in session.scalars(query):
+                curve.setdefault(row.epoch, {})[row.name] = row.value
+        return curve
+
+
+def _with_trial(trial_id: int, params: Mapping[str, Value]) -> list[TrialParam]:
+    rows = []
+    for name, value in params.items():
+        row = param_row(name, value)
+        row.trial_id = trial_id
+        rows.append(row)
+    return rows

@@ -1,0 +1,59 @@
+"""Creating a study: validate the file, import and build the hypermodel, load and check the data, discover
+the space, and only then insert one row, so that a bad input leaves the database as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpsearch.loading import check_model, load_dataset, load_hypermodel
+from hpsearch.space import SearchSpace, discover_space, override_config
+from hpsearch.spec import StudySpec, load_spec
+from hpsearch.store import Store
+from hpsearch.store.models import Study
+from hpsearch.strategies import StudyContext
+
+DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
+
+
+def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
+    """Check the hypermodel and the data loader, discover the space, and return the unsaved study row."""
+    base_dir = path.resolve().parent
+    load_dataset(spec.study.data, base_dir)
+    hypermodel = load_hypermodel(spec.study.hypermodel, base_dir)
+    space = discover_space(hypermodel, spec.study.hypermodel, check=check_model)
+    if spec.space:
+        space = override_config(space, spec.space, str(path))
+    return Study(
+        name=spec.study.name,
+        objective_name=spec.study.objective.name,
+        direction=spec.study.objective.direction,
+        algorithm=spec.search.algorithm,
+        max_trials=spec.search.max_trials,
+        max_epochs=spec.search.max_epochs,
+        seed=spec.study.seed,
+        spec=spec.model_dump(mode="json"),
+        space=space,
+        source_path=str(path.resolve()),
+        base_dir=str(base_dir),
+        artifact_root=str(Path(artifact_root).resolve()),
+    )
+
+
+def create_study(
+    store: Store, path: str | Path, artifact_root: str | Path = DEFAULT_ARTIFACT_ROOT
+) -> tuple[Study, bool]:
+    """Create the study of a study file, or return the existing one of the same name and spec."""
+    path = Path(path)
+    spec = load_spec(path)
+    return store.create_study(study_row(spec, path, artifact_root))
+
+
+def study_context(study: Study) -> StudyContext:
+    return StudyContext(
+        space=SearchSpace(study.space),
+        direction=study.direction,
+        seed=study.seed,
+        max_trials=study.max_trials,
+        max_epochs=study.max_epochs,
+        options=dict(study.spec.get("search", {})),
+    )

