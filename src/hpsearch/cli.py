@@ -335,7 +335,7 @@ def trials(
             objective,
             str(row["best_epoch"] or "-"),
             str(row["epochs_done"]),
-            json.dumps(row["params"]),
+            _format_params(row["params"]),
             row["error"] or "",
         )
     out.print(table)

@@ -23,6 +23,7 @@ Value = int | float | str | bool
 Kind = Literal["int", "float", "choice", "boolean", "fixed"]
 _KT_CLASS = {"Int": "int", "Float": "float", "Choice": "choice", "Boolean": "boolean", "Fixed": "fixed"}
 _GRID_POINTS_WITHOUT_STEP = 10  # as Keras Tuner's GridSearch does for a continuous range
+_MAX_DISCOVERY_BUILDS = 64
 
 
 @dataclass(frozen=True)
@@ -195,17 +196,26 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
     import keras_tuner as kt
 
     space = kt.HyperParameters()
-    never_active: list[Any] = []
-    once_active: list[Any] = []
-    hp = kt.HyperParameters()
-    while True:
+    builds = 0
+
+    def build(hp: Any) -> None:
+        nonlocal builds
+        builds += 1
         try:
             model = hypermodel.build(hp)
         except Exception as exc:
             raise UserCodeError(where, f"building the model raised {type(exc).__name__}: {exc}") from exc
         if check is not None:
             check(model, where)
-        space.merge(hp.space)
+        known = {p.name for p in space.space}
+        space.merge([p for p in hp.space if p.name not in known])
+
+    # Keras Tuner's loop: rebuild until every conditional scope has been active once.
+    never_active: list[Any] = []
+    once_active: list[Any] = []
+    hp = kt.HyperParameters()
+    while True:
+        build(hp)
         for conditions in hp.active_scopes:
             if conditions not in once_active:
                 once_active.append(copy.deepcopy(conditions))
@@ -220,5 +230,24 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
         for condition in never_active.pop(0):
             hp.values[condition.name] = condition.values[0]
         hp.ensure_active_values()
+    # Beyond Keras Tuner: the docs' `if hp.Boolean("dropout"): ... hp.Float("rate")` and
+    # `for i in range(hp.Int("layers", 1, 3))` hide parameters from the loop above until a trial takes that
+    # path; one build per choice and one at each integer's maximum find them up front.
+    hp_types = kt.engine.hyperparameters
+    for param in list(space.space):
+        alternatives: tuple[Any, ...] = ()
+        if isinstance(param, hp_types.Boolean):
+            alternatives = (False, True)
+        elif isinstance(param, hp_types.Choice):
+            alternatives = tuple(param.values)
+        elif isinstance(param, hp_types.Int):
+            alternatives = (param.max_value,)
+        for value in alternatives:
+            if builds >= _MAX_DISCOVERY_BUILDS:
+                break
+            hp = space.copy()
+            hp.values[param.name] = value
+            hp.ensure_active_values()
+            build(hp)
     config = space.get_config()
     return {"space": config["space"], "values": {}}

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from hpsearch.errors import StoreError, UsageError
+from hpsearch.store import Store, StudyState, TrialState, open_store
+from hpsearch.store.db import make_engine
+from hpsearch.store.models import Base, Study, TrialMetric, TrialParam
+from hpsearch.strategies import NewTrial
+
+from ..conftest import add_study
+
+
+def test_migrations_create_exactly_the_models(store: Store) -> None:
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_same_study_twice_is_returned_and_a_changed_one_refused(store: Store) -> None:
+    first = add_study(store)
+    again, created = store.create_study(
+        Study(**{c.name: getattr(first, c.name) for c in Study.__table__.columns if c.name != "id"})
+    )
+    assert (again.id, created) == (first.id, False)
+    changed = Study(**{c.name: getattr(first, c.name) for c in Study.__table__.columns if c.name != "id"})
+    changed.spec = {**first.spec, "x": 1}
+    with pytest.raises(UsageError, match="different study file"):
+        store.create_study(changed)
+
+
+def test_trials_are_numbered_and_params_typed(store: Store) -> None:
+    study = add_study(store)
+    numbers = store.add_trials(study, [NewTrial({"u": 3, "lr": 0.5, "act": "relu", "bn": True}, 3)] * 2)
+    assert numbers == [0, 1]
+    assert store.add_trials(study, [NewTrial({"u": 1}, 3)]) == [2]
+    with store.session() as session:
+        rows = {r.name: r for r in session.scalars(sa.select(TrialParam).where(TrialParam.trial_id == 1))}
+    assert (rows["u"].value_type, rows["u"].value_int, rows["u"].value_float) == ("int", 3, 3.0)
+    assert (rows["lr"].value_type, rows["lr"].value_float) == ("float", 0.5)
+    assert (rows["act"].value_type, rows["act"].value_text) == ("str", "relu")
+    assert (rows["bn"].value_type, rows["bn"].value_bool) == ("bool", True)
+
+
+def test_epochs_are_idempotent_and_track_the_best_objective(store: Store) -> None:
+    study = add_study(store)
+    store.add_trials(study, [NewTrial({}, 3)])
+    worker = store.register_worker("w1", "host", 1, None)
+    claimed = store.claim(worker)
+    assert claimed is not None and claimed.number == 0 and claimed.initial_epoch == 0
+    assert store.record_epoch(claimed.trial_id, worker, 1, {"loss": 1.0, "val_accuracy": 0.5}, "val_accuracy", "max")
+    assert store.record_epoch(claimed.trial_id, worker, 2, {"loss": 0.5, "val_accuracy": 0.8}, "val_accuracy", "max")
+    # A retried report (the database answered but the worker did not hear it) changes nothing.
+    assert store.record_epoch(claimed.trial_id, worker, 2, {"loss": 9.0, "val_accuracy": 0.1}, "val_accuracy", "max")
+    assert store.record_epoch(claimed.trial_id, worker, 3, {"loss": 0.4, "val_accuracy": 0.7}, "val_accuracy", "max")
+    assert store.finish(claimed.trial_id, worker, TrialState.COMPLETED)
+    trial = store.trial(study.id, 0)
+    assert (trial.state, trial.objective, trial.best_epoch, trial.epochs_done) == ("COMPLETED", 0.8, 2, 3)
+    assert store.metrics(trial.id)[2] == {"loss": 0.5, "val_accuracy": 0.8}
+    with store.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(TrialMetric)) == 6
+
+
+def test_heartbeat_renews_obeys_stop_and_detects_a_lost_lease(store: Store) -> None:
+    study = add_study(store, lease_seconds=0.0)
+    store.add_trials(study, [NewTrial({}, 3)])
+    one, two = store.register_worker("w1", "h", 1, None), store.register_worker("w2", "h", 2, None)
+    claimed = store.claim(one)
+    assert claimed is not None
+    assert store.expire_leases({study.id: 1}) == 1  # the zero-second lease lapsed: back to the queue
+    assert store.trial(study.id, 0).state == TrialState.QUEUED
+    taken = store.claim(two)
+    assert taken is not None and taken.trial_id == claimed.trial_id
+    assert store.heartbeat(claimed.trial_id, one, 60) == "lost"
+    assert not store.record_epoch(claimed.trial_id, one, 1, {"val_accuracy": 1.0}, "val_accuracy", "max")
+    assert store.heartbeat(taken.trial_id, two, 60) == "continue"
+    store.request_stop(study.id, [0])
+    assert store.heartbeat(taken.trial_id, two, 60) == "stop"
+
+
+def test_lease_expiry_fails_a_trial_past_max_retries(store: Store) -> None:
+    study = add_study(store, max_retries=0, lease_seconds=0.0)
+    store.add_trials(study, [NewTrial({}, 3)])
+    store.claim(store.register_worker("w1", "h", 1, None))
+    assert store.expire_leases({study.id: 0}) == 1
+    trial = store.trial(study.id, 0)
+    assert trial.state == TrialState.FAILED
+    assert "lease expired" in (trial.error or "")
+
+
+def test_stopped_studies_hand_out_no_trials(store: Store) -> None:
+    study = add_study(store)
+    store.add_trials(study, [NewTrial({}, 3)])
+    store.set_study_state(study.id, StudyState.STOPPED)
+    assert store.claim(store.register_worker("w1", "h", 1, None)) is None
+
+
+def _claim_all(url: str, index: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    store = Store(make_engine(url))
+    worker = store.register_worker(f"claimer-{index}", "h", index, None)
+    claimed = []
+    while (trial := store.claim(worker)) is not None:
+        claimed.append(trial.number)
+    queue.put(claimed)
+
+
+def test_concurrent_claimers_take_every_trial_exactly_once(store: Store, db_url: str) -> None:
+    study = add_study(store)
+    store.add_trials(study, [NewTrial({"i": i}, 1) for i in range(500)])
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    claimers = [context.Process(target=_claim_all, args=(db_url, i, queue)) for i in range(8)]
+    for process in claimers:
+        process.start()
+    results = [queue.get(timeout=300) for _ in claimers]
+    for process in claimers:
+        process.join(timeout=60)
+    counts = Counter(number for claimed in results for number in claimed)
+    assert sorted(counts) == list(range(500))
+    assert set(counts.values()) == {1}
+    assert sum(bool(claimed) for claimed in results) >= 2  # the claims really were concurrent
+    assert store.counts(study.id)["RUNNING"] == 500
+
+
+def test_schema_missing_newer_or_unreachable_gives_one_clear_error(db_url: str) -> None:
+    with pytest.raises(StoreError, match="run `hpsearch db upgrade`"):
+        open_store(db_url)
+    store = open_store(db_url, create=True)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="newer than this hpsearch"):
+        open_store(db_url)
+    with pytest.raises(StoreError, match="newer than this hpsearch"):
+        open_store(db_url, create=True)
+    store.engine.dispose()
+
+
+def test_unreachable_server_error_hides_the_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql+psycopg://analyst:s3cret-pw@127.0.0.1:1/nope")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "***" in str(caught.value)

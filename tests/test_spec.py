@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hpsearch.errors import SpecError
+from hpsearch.spec import infer_direction, load_spec, validate_spec
+
+VALID = """
+[study]
+name = "s1"
+hypermodel = "m.py:build_model"
+data = "m.py:load_data"
+objective = "val_accuracy"
+
+[search]
+max_trials = 3
+max_epochs = 2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_file_loads_with_defaults_and_inferred_direction(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, VALID))
+    assert spec.study.objective.direction == "max"
+    assert spec.search.algorithm == "random"
+    assert spec.run.workers == 2
+    assert spec.fit.batch_size is None
+
+
+def test_explicit_objective_table(tmp_path: Path) -> None:
+    text = VALID.replace('objective = "val_accuracy"', 'objective = { name = "val_thing", direction = "min" }')
+    assert load_spec(write(tmp_path, text)).study.objective.direction == "min"
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction"),
+    [("val_loss", "min"), ("val_mae", "min"), ("accuracy", "max"), ("val_auc", "max"), ("val_f1_score", "max")],
+)
+def test_direction_inferred_like_keras_tuner(metric: str, direction: str) -> None:
+    assert infer_direction(metric) == direction
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "what"),
+    [
+        (lambda t: t + "\n[oops\n", "study.toml", "invalid TOML"),
+        (lambda t: t.replace("max_epochs = 2", "max_epochs = 2\nmax_epoch = 3"), "search.max_epoch", "unknown field"),
+        (lambda t: t.replace("max_trials = 3", 'max_trials = "3"'), "search.max_trials", "'3'"),
+        (lambda t: t.replace("max_trials = 3", "max_trials = 0"), "search.max_trials", "greater than 0"),
+        (lambda t: t + '\n[space.lr]\ntype = "float"\nmin = 0.1\nmax = 0.01\n', "space.lr", "inverted"),
+        (lambda t: t + '\n[space.lr]\ntype = "float"\nmin = 0.0\nmax = 0.01\nsampling = "log"\n', "space.lr", "log"),
+        (lambda t: t + '\n[space.act]\ntype = "choice"\nvalues = []\n', "space.act.values", "at least 1"),
+        (lambda t: t.replace('objective = "val_accuracy"', 'objective = "val_widgets"'), "study.objective", "infer"),
+        (lambda t: t.replace('name = "s1"', 'name = "../etc"'), "study.name", "letters"),
+        (lambda t: t.replace('"m.py:load_data"', '"m.py"'), "study.data", "file.py:function"),
+        (lambda t: t.replace("[search]", '[search]\nalgorithm = "annealing"'), "search.algorithm", "annealing"),
+    ],
+)
+def test_bad_files_name_file_field_and_value(tmp_path: Path, edit, where: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, edit(VALID))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert where in message
+    assert what in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such study file"):
+        load_spec(tmp_path / "absent.toml")
+
+
+toml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["study", "search", "fit", "run", "space", "other"]),
+        st.dictionaries(
+            st.sampled_from(["name", "hypermodel", "data", "objective", "max_trials", "max_epochs", "workers", "x"]),
+            toml_values,
+            max_size=6,
+        )
+        | toml_values,
+        max_size=6,
+    )
+)
+def test_any_document_loads_or_raises_spec_error(document: dict) -> None:  # type: ignore[type-arg]
+    try:
+        validate_spec(document, "fuzz.toml")
+    except SpecError as exc:
+        assert str(exc).startswith("fuzz.toml")
