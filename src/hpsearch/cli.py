@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +17,7 @@ from rich.table import Table
 
 from hpsearch.errors import HpsearchError
 from hpsearch.store import Store, StudyState, mask_url, open_store, resolve_url
-from hpsearch.store.models import Study, Trial
+from hpsearch.store.models import Study, Trial, utcnow
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search and AutoML for Keras 3.")
 study_app = typer.Typer(no_args_is_help=True, help="Create, stop and resume studies.")
@@ -67,7 +66,9 @@ def study_create(
 def _set_state(name: str, db: str | None, state: StudyState) -> None:
     store = open_store(db)
     study = store.study(name)
-    store.set_study_state(study.id, state, f"set by `hpsearch study` at {datetime.now():%Y-%m-%d %H:%M:%S}")
+    store.set_study_state(
+        study.id, state, f"{state.value.lower()} by `hpsearch study` at {utcnow():%Y-%m-%d %H:%M:%S} UTC"
+    )
     out.print(f"study {name}: {state.value}")
 
 

@@ -168,6 +168,7 @@ class _TrialRun:
         self.outcome: tuple[TrialState, str | None] | None = None
         self.extra_params: dict[str, Any] = {}
         self.stopped_by_request = False
+        self.paused = False
 
     def run(self) -> None:
         from hpsearch.training import run_trial
@@ -196,8 +197,9 @@ class _TrialRun:
                 answer = self.store.heartbeat(self.claimed.trial_id, self.worker.id, self.cached.spec.run.lease_seconds)
                 if answer == "lost":
                     lost = True
-                elif answer == "stop" and not stop.is_set():
-                    self.stopped_by_request = True
+                elif answer in ("stop", "pause") and not stop.is_set():
+                    self.stopped_by_request = answer == "stop"
+                    self.paused = answer == "pause"
                     stop.set()
         if lost:
             log.warning("trial %d: lease lost to another worker; abandoning it", self.claimed.number)
@@ -205,7 +207,15 @@ class _TrialRun:
             child.join()
             return
         child.join()
-        state, error = self.outcome or (TrialState.FAILED, describe_exit(child.exitcode))
+        if self.paused:
+            self.store.release(self.claimed.trial_id, self.worker.id)
+            return
+        if self.outcome is None:
+            reason = describe_exit(child.exitcode)
+            state_after = self.store.retry(self.claimed.trial_id, self.worker.id, reason)
+            log.warning("trial %d: %s; now %s", self.claimed.number, reason, state_after)
+            return
+        state, error = self.outcome
         if state == TrialState.COMPLETED and self.stopped_by_request:
             state = TrialState.PRUNED
         self.store.finish(self.claimed.trial_id, self.worker.id, state, error, self.extra_params)

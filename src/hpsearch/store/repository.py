@@ -31,7 +31,7 @@ from hpsearch.store.models import (
 )
 from hpsearch.strategies.base import NewTrial, TrialView
 
-HeartbeatAnswer = Literal["continue", "stop", "lost"]
+HeartbeatAnswer = Literal["continue", "stop", "pause", "lost"]
 
 
 @dataclass(frozen=True)
@@ -221,15 +221,7 @@ class Store:
             ).all()
             for trial in expired:
                 reason = f"lease expired at {trial.lease_expires_at:%Y-%m-%d %H:%M:%S} (worker {trial.worker_id} lost)"
-                trial.error = f"{trial.error}\n{reason}" if trial.error else reason
-                trial.retries += 1
-                trial.lease_expires_at = None
-                if trial.retries > max_retries_by_study.get(trial.study_id, 0):
-                    trial.state = TrialState.FAILED
-                    trial.finished_at = now
-                else:
-                    trial.state = TrialState.QUEUED
-                    trial.worker_id = None
+                _retry_or_fail(trial, reason, max_retries_by_study.get(trial.study_id, 0), now)
                 expired_count += 1
         return expired_count
 
@@ -291,7 +283,8 @@ class Store:
         return and_(Trial.id == trial_id, Trial.worker_id == worker_id, Trial.state == TrialState.RUNNING)
 
     def heartbeat(self, trial_id: int, worker_id: int, lease_seconds: float) -> HeartbeatAnswer:
-        """Renew the lease; ``lost`` when another worker owns the trial now, ``stop`` when asked to stop."""
+        """Renew the lease. ``lost``: another worker owns the trial now; ``stop``: the strategy stops (prunes)
+        it; ``pause``: its study was stopped, so the trial goes back to the queue to resume later."""
         now = utcnow()
         with self.session() as session:
             renewed = session.execute(
@@ -304,7 +297,9 @@ class Store:
             if renewed is None:
                 return "lost"
             study_state = session.scalar(select(Study.state).where(Study.id == renewed.study_id))
-        return "stop" if renewed.stop_requested or study_state != StudyState.RUNNING else "continue"
+        if renewed.stop_requested:
+            return "stop"
+        return "pause" if study_state != StudyState.RUNNING else "continue"
 
     def record_epoch(
         self, trial_id: int, worker_id: int, epoch: int, logs: Mapping[str, float], objective: str, direction: str
@@ -374,6 +369,28 @@ class Store:
                 session.add_all(_with_trial(trial.id, new))
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
             return True
+
+    def release(self, trial_id: int, worker_id: int) -> None:
+        """Give a trial back to the queue unharmed (its study was stopped); it resumes from its checkpoint."""
+        with self.session() as session:
+            session.execute(
+                update(Trial)
+                .where(self._owned(trial_id, worker_id))
+                .values(state=TrialState.QUEUED, worker_id=None, lease_expires_at=None)
+            )
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+
+    def retry(self, trial_id: int, worker_id: int, reason: str) -> str | None:
+        """After a crash: back to QUEUED to resume from its last checkpoint, or FAILED past max_retries.
+        Returns the new state (None when this worker no longer owns the trial)."""
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
+            if trial is None:
+                return None
+            study = session.get_one(Study, trial.study_id)
+            _retry_or_fail(trial, reason, study.spec["search"]["max_retries"], utcnow())
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            return trial.state
 
     def request_stop(self, study_id: int, numbers: Sequence[int]) -> None:
         with self.session() as session:
@@ -448,6 +465,19 @@ class Store:
             for row in session.scalars(query):
                 curve.setdefault(row.epoch, {})[row.name] = row.value
         return curve
+
+
+def _retry_or_fail(trial: Trial, reason: str, max_retries: int, now: Any) -> None:
+    trial.error = f"{trial.error}\n{reason}" if trial.error else reason
+    trial.retries += 1
+    trial.lease_expires_at = None
+    if trial.retries > max_retries:
+        trial.state = TrialState.FAILED
+        trial.finished_at = now
+        trial.duration_seconds = (now - trial.started_at).total_seconds() if trial.started_at else None
+    else:
+        trial.state = TrialState.QUEUED
+        trial.worker_id = None
 
 
 def _with_trial(trial_id: int, params: Mapping[str, Value]) -> list[TrialParam]:

@@ -1,0 +1,138 @@
+"""The worker against real trial child processes (forked from a keras-preloaded server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpsearch.coordinator import Coordinator
+from hpsearch.store import Store, TrialState
+from hpsearch.store.models import Artifact
+from hpsearch.study import create_study
+from hpsearch.training import sha256_of
+from hpsearch.worker import Worker
+
+from .conftest import write_tiny_study
+
+pytestmark = pytest.mark.slow
+
+FAULTS = '''
+
+def build_nan(hp):
+    model = build_model(hp)
+    model.compile(optimizer="sgd", loss=lambda y, p: p[:, 0] * float("nan"), metrics=["accuracy"])
+    return model
+
+
+def build_wrong_metric(hp):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(hp.Int("units", 2, 4), activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # logs no val_accuracy
+    return model
+
+
+def build_kills_itself(hp):
+    import multiprocessing
+    import signal
+
+    model = build_model(hp)
+    # Only in a trial's process: discovery builds every choice in the calling process.
+    if hp.get("act") == "tanh" and multiprocessing.current_process().name != "MainProcess":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return model
+
+
+import keras  # noqa: E402
+
+
+class KillOnceAtEpoch(keras.callbacks.Callback):
+    """SIGKILLs its process at the end of ``epoch`` (0-based) the first time; logs every epoch begun."""
+
+    def __init__(self, marker, epoch):
+        super().__init__()
+        self.marker, self.epoch = marker, epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        with open(self.marker + ".log", "a") as handle:
+            handle.write(f"{epoch}\\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        import signal
+
+        if epoch == self.epoch and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def run_study(store: Store, path: Path, artifacts: Path) -> int:
+    study, _ = create_study(store, path, artifacts)
+    Coordinator(store, [study.name]).step(study, target_queued=study.max_trials)
+    ran = Worker(store, study=study.name, idle_timeout=0, poll_seconds=0.1).run()
+    return ran
+
+
+def test_trials_complete_with_every_epoch_and_a_verified_checkpoint(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, max_trials=2, max_epochs=3)
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    study = store.study("tiny")
+    for trial in store.trials(study.id):
+        assert trial.state == TrialState.COMPLETED
+        curve = store.metrics(trial.id)
+        assert sorted(curve) == [1, 2, 3]
+        assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(curve[3])
+        assert trial.objective == max(epoch["val_accuracy"] for epoch in curve.values())
+        with store.session() as session:
+            checkpoint = session.query(Artifact).filter_by(trial_id=trial.id, kind="checkpoint").one()
+        assert checkpoint.epoch == 3
+        assert checkpoint.sha256 == sha256_of(Path(checkpoint.uri))
+        assert checkpoint.size_bytes == Path(checkpoint.uri).stat().st_size
+        assert Path(checkpoint.uri).is_relative_to(tmp_path / "artifacts" / "tiny" / "trials")
+
+
+def test_a_killed_trial_resumes_from_its_last_checkpoint(store: Store, tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, max_trials=1, max_epochs=4)
+    path.write_text(
+        path.read_text().replace(
+            "[fit]", f'[fit]\ncallbacks = [{{ name = "tiny.py:KillOnceAtEpoch", marker = "{marker}", epoch = 1 }}]'
+        )
+    )
+    assert run_study(store, path, tmp_path / "artifacts") == 2  # the killed attempt and the resumed one
+    trial = store.trials(store.study("tiny").id)[0]
+    assert trial.state == TrialState.COMPLETED
+    assert trial.retries == 1 and "SIGKILL" in (trial.error or "")
+    assert sorted(store.metrics(trial.id)) == [1, 2, 3, 4]
+    # The kill comes from a user callback, which runs before hpsearch's reporter: epoch index 1 ended
+    # without a checkpoint, so the second attempt resumed from the checkpoint after epoch index 0.
+    assert Path(f"{marker}.log").read_text().split() == ["0", "1", "1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        ("build_nan", "nan loss at epoch 1"),
+        ("build_wrong_metric", "objective 'val_accuracy' is not logged by the model"),
+    ],
+)
+def test_failing_trials_are_recorded_and_the_worker_goes_on(
+    store: Store, tmp_path: Path, build: str, error: str
+) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, build=build, max_trials=2, max_epochs=2)
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    trials = store.trials(store.study("tiny").id)
+    assert [t.state for t in trials] == [TrialState.FAILED, TrialState.FAILED]
+    assert all(error in (t.error or "") for t in trials), [t.error for t in trials]
+
+
+def test_a_child_crash_is_retried_then_failed_without_stopping_the_worker(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, build="build_kills_itself", max_trials=6, max_epochs=1)
+    run_study(store, path, tmp_path / "artifacts")
+    trials = store.trials(store.study("tiny").id)
+    killed = [t for t in trials if t.params["act"] == "tanh"]
+    healthy = [t for t in trials if t.params["act"] != "tanh"]
+    assert killed and healthy
+    assert all(t.state == TrialState.FAILED and t.retries == 2 and "SIGKILL" in (t.error or "") for t in killed)
+    assert all(t.state == TrialState.COMPLETED for t in healthy)
