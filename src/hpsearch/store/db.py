@@ -43,7 +43,7 @@ def mask_url(url: str | URL) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        return re.sub(r":[^:@/]*@", ":***@", url)
 
 
 def scrub(message: str, url: str | URL) -> str:

@@ -1,0 +1,180 @@
+"""The ``hpsearch`` command as a user runs it: real processes, real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from .conftest import write_tiny_study
+
+pytestmark = pytest.mark.slow
+
+
+def hpsearch(*args: str, cwd: Path, db: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("HPSEARCH_DB", None)
+    if db is not None:
+        env["HPSEARCH_DB"] = db
+    return subprocess.run(
+        [sys.executable, "-m", "hpsearch", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def table_count(db: str, table: str) -> int:
+    engine = sa.create_engine(db)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(table):
+                return 0
+            return int(connection.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_run_then_status_best_trials(tmp_path: Path, db_url: str) -> None:
+    path = write_tiny_study(tmp_path, max_trials=4, max_epochs=2, workers=2)
+    result = hpsearch("run", str(path), cwd=tmp_path, db=db_url)
+    assert result.returncode == 0, result.stderr
+    assert "best trial" in result.stdout
+
+    status = json.loads(hpsearch("status", "--json", cwd=tmp_path, db=db_url).stdout)
+    assert status[0]["state"] == "COMPLETED"
+    assert status[0]["trials"]["COMPLETED"] == 4
+
+    trials = json.loads(hpsearch("trials", "tiny", "--json", "--sort", "objective", cwd=tmp_path, db=db_url).stdout)
+    assert [t["state"] for t in trials] == ["COMPLETED"] * 4
+    assert all(t["epochs_done"] == 2 and t["params"] for t in trials)
+    objectives = [t["objective"] for t in trials]
+    assert objectives == sorted(objectives, reverse=True)
+
+    best = json.loads(hpsearch("best", "tiny", "--json", cwd=tmp_path, db=db_url).stdout)
+    assert best["best"]["objective"] == objectives[0]
+    assert best["best"]["best_epoch"] in (1, 2)
+    assert table_count(db_url, "trial_metrics") >= 4 * 2 * 4  # 4 trials x 2 epochs x 4 metrics
+    # Two worker processes really took part, each registered with its host.
+    workers = {t["number"]: t for t in trials}
+    assert len(workers) == 4
+    assert table_count(db_url, "workers") == 2
+
+
+def test_run_again_resumes_the_same_study(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'again.db'}"
+    path = write_tiny_study(tmp_path, max_trials=2, max_epochs=1, workers=1)
+    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
+    again = hpsearch("run", str(path), cwd=tmp_path, db=db)
+    assert again.returncode == 0, again.stderr
+    assert "resumed" in again.stdout
+    assert table_count(db, "trials") == 2
+
+
+def test_default_database_is_hpsearch_db_in_the_working_directory(tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, max_trials=1, max_epochs=1, workers=1)
+    result = hpsearch("study", "create", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "hpsearch.db").exists()
+    assert table_count(f"sqlite:///{tmp_path / 'hpsearch.db'}", "studies") == 1
+
+
+BAD_MODULE = '''
+
+def raises(hp):
+    raise ValueError("bad layer")
+
+
+def mismatched():
+    data = load_data()
+    x, y = data["train"]
+    data["train"] = (x, y[:-3])
+    return data
+
+
+def not_a_model(hp):
+    return "model"
+
+
+def uncompiled(hp):
+    import keras
+
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+'''
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "what"),
+    [
+        ({"text": "[study\nname = 1"}, "tiny.toml", "invalid TOML"),
+        ({"append": "\n[search.extra]\nx = 1\n"}, "search.extra", "unknown field"),
+        ({"append": '\n[space.lr]\ntype = "float"\nmin = 0.5\nmax = 0.1\n'}, "space.lr", "min 0.5 > max 0.1"),
+        ({"replace": "nosuch.py:load_data"}, "nosuch.py:load_data", "no such file"),
+        ({"build": "missing_function"}, "tiny.py:missing_function", "has no attribute 'missing_function'"),
+        ({"build": "raises"}, "tiny.py:raises", "raised ValueError: bad layer"),
+        ({"build": "not_a_model"}, "tiny.py:not_a_model", "not a keras.Model"),
+        ({"build": "uncompiled"}, "tiny.py:uncompiled", "not compiled"),
+        ({"data": "mismatched"}, "tiny.py:mismatched: train", "different lengths [157, 160]"),
+    ],
+)
+def test_bad_input_is_one_error_line_exit_2_and_no_study(
+    tmp_path: Path, db_url: str, change: dict[str, str], where: str, what: str
+) -> None:
+    fields = {k: v for k, v in change.items() if k in ("build", "data")}
+    path = write_tiny_study(tmp_path, extra_module=BAD_MODULE, **fields)
+    if "text" in change:
+        path.write_text(change["text"])
+    if "replace" in change:
+        path.write_text(path.read_text().replace("tiny.py:load_data", change["replace"]))
+    if "append" in change:
+        path.write_text(path.read_text() + change["append"])
+    result = hpsearch("study", "create", str(path), cwd=tmp_path, db=db_url)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert where in lines[0] and what in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert table_count(db_url, "studies") == 0
+
+
+def test_unknown_study_and_trial_sort_are_usage_errors(tmp_path: Path, db_url: str) -> None:
+    write_tiny_study(tmp_path)
+    assert hpsearch("db", "upgrade", cwd=tmp_path, db=db_url).returncode == 0
+    result = hpsearch("best", "nope", cwd=tmp_path, db=db_url)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: study nope: no such study (see `hpsearch status`)"
+
+
+def test_unreachable_database_and_malformed_url(tmp_path: Path) -> None:
+    result = hpsearch("status", cwd=tmp_path, db="postgresql+psycopg://bob:hunter2@127.0.0.1:1/x")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: postgresql+psycopg://bob:***@127.0.0.1:1/x: cannot use the database")
+    assert "hunter2" not in result.stdout + result.stderr
+    malformed = hpsearch("status", cwd=tmp_path, db="not a url:hunter2@")
+    assert malformed.returncode == 2
+    assert malformed.stderr.startswith("error: --db: malformed database URL")
+    assert "hunter2" not in malformed.stderr
+
+
+def test_a_password_in_the_url_appears_nowhere(tmp_path: Path, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("only a server URL carries a password")
+    # The local server trusts its clients, so any password connects: the run is real.
+    url = sa.engine.make_url(db_url).set(password="Sup3rS3cret").render_as_string(hide_password=False)
+    path = write_tiny_study(tmp_path, max_trials=2, max_epochs=1, workers=1)
+    outputs = [hpsearch("run", str(path), "--artifacts", str(tmp_path / "art"), cwd=tmp_path, db=url)]
+    outputs += [hpsearch(*cmd, cwd=tmp_path, db=url) for cmd in (["status"], ["best", "tiny"], ["trials", "tiny"])]
+    assert all(o.returncode == 0 for o in outputs), [o.stderr for o in outputs]
+    for output in outputs:
+        assert "Sup3rS3cret" not in output.stdout + output.stderr
+    for file in tmp_path.rglob("*"):
+        if file.is_file():
+            assert b"Sup3rS3cret" not in file.read_bytes(), file
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        studies = connection.execute(sa.text("SELECT * FROM studies")).all()
+    engine.dispose()
+    assert "Sup3rS3cret" not in repr(studies)
