@@ -81,7 +81,7 @@ def test_default_database_is_hpsearch_db_in_the_working_directory(tmp_path: Path
     assert table_count(f"sqlite:///{tmp_path / 'hpsearch.db'}", "studies") == 1
 
 
-BAD_MODULE = '''
+BAD_MODULE = """
 
 def raises(hp):
     raise ValueError("bad layer")
@@ -102,7 +102,7 @@ def uncompiled(hp):
     import keras
 
     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-'''
+"""
 
 
 @pytest.mark.parametrize(
