@@ -178,3 +178,20 @@ def test_a_password_in_the_url_appears_nowhere(tmp_path: Path, db_url: str) -> N
         studies = connection.execute(sa.text("SELECT * FROM studies")).all()
     engine.dispose()
     assert "Sup3rS3cret" not in repr(studies)
+
+
+def test_coordinator_and_workers_as_separate_processes(tmp_path: Path, db_url: str) -> None:
+    path = write_tiny_study(tmp_path, max_trials=4, max_epochs=1)
+    assert hpsearch("study", "create", str(path), cwd=tmp_path, db=db_url).returncode == 0
+    env = {**os.environ, "HPSEARCH_DB": db_url, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "hpsearch"]
+    processes = [
+        subprocess.Popen([*command, "coordinator", "--exit-when-done"], cwd=tmp_path, env=env),
+        subprocess.Popen([*command, "worker", "--study", "tiny", "--exit-when-done"], cwd=tmp_path, env=env),
+        subprocess.Popen([*command, "worker", "--idle-timeout", "5"], cwd=tmp_path, env=env),
+    ]
+    assert [p.wait(timeout=300) for p in processes] == [0, 0, 0]
+    status = json.loads(hpsearch("status", "tiny", "--json", cwd=tmp_path, db=db_url).stdout)[0]
+    assert status["state"] == "COMPLETED" and status["trials"]["COMPLETED"] == 4
+    trials = json.loads(hpsearch("trials", "tiny", "--json", cwd=tmp_path, db=db_url).stdout)
+    assert len(trials) == 4

@@ -136,3 +136,27 @@ def test_a_child_crash_is_retried_then_failed_without_stopping_the_worker(store:
     assert killed and healthy
     assert all(t.state == TrialState.FAILED and t.retries == 2 and "SIGKILL" in (t.error or "") for t in killed)
     assert all(t.state == TrialState.COMPLETED for t in healthy)
+
+
+HYPERMODEL = """
+
+import keras_tuner
+
+
+class TunesBatchSize(keras_tuner.HyperModel):
+    def build(self, hp):
+        return build_model(hp)
+
+    def fit(self, hp, model, *args, **kwargs):
+        return model.fit(*args, batch_size=hp.Choice("batch_size", [16, 64]), **kwargs)
+"""
+
+
+def test_a_hypermodel_class_tuning_batch_size_in_fit(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, extra_module=HYPERMODEL, build="TunesBatchSize", max_trials=2, max_epochs=1)
+    path.write_text(path.read_text().replace("batch_size = 32\n", ""))  # the HyperModel owns batch_size
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    study = store.study("tiny")
+    trials = store.trials(study.id)
+    assert all(t.state == TrialState.COMPLETED and t.params["batch_size"] in (16, 64) for t in trials)
+    assert "batch_size" in [entry["config"]["name"] for entry in study.space["space"]]

@@ -164,7 +164,7 @@ def run(
     ]
     started = time.monotonic()
     try:
-        with _progress(store, study, started) as refresh:
+        with _Progress(store, study, started) as refresh:
 
             def on_tick() -> None:
                 refresh()
@@ -184,7 +184,7 @@ def run(
     _print_best(store, final, as_json=False)
 
 
-class _progress:
+class _Progress:
     """Live table on a terminal; one line per change elsewhere (CI logs)."""
 
     def __init__(self, store: Store, study: Study, started: float) -> None:
@@ -210,7 +210,7 @@ class _progress:
             out.print(f"[{time.monotonic() - self.started:6.1f}s] {line}", highlight=False)
         self.last = line
 
-    def __enter__(self) -> _progress:
+    def __enter__(self) -> _Progress:
         if out.is_terminal:
             self.live = Live(console=out, refresh_per_second=4)
             self.live.__enter__()

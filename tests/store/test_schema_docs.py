@@ -16,6 +16,8 @@ from hpsearch.store.db import make_engine, upgrade
 from hpsearch.store.models import TRIAL_SUMMARY_SQL, Base, Study
 from hpsearch.strategies.base import NewTrial
 
+from ..conftest import add_study
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 HEADING = re.compile(r"^#{1,6} .*$", re.MULTILINE)
 SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
@@ -109,10 +111,6 @@ def test_there_are_five_queries() -> None:
 
 # --- the queries, on both databases ------------------------------------------------------------------------
 
-SPEC: dict[str, Any] = {
-    "search": {"max_retries": 1, "max_consecutive_failures": 3},
-    "run": {"lease_seconds": 60, "heartbeat_seconds": 5},
-}
 # number -> (params, val_accuracy after epochs 1 and 2); all COMPLETED.
 DEMO: dict[int, tuple[dict[str, Any], tuple[float, float]]] = {
     0: ({"activation": "relu", "lr": 0.001, "units": 32}, (0.6, 0.75)),
@@ -121,24 +119,6 @@ DEMO: dict[int, tuple[dict[str, Any], tuple[float, float]]] = {
 }
 # Left QUEUED: no objective, no worker; the queries on completed or finished trials must skip it.
 QUEUED_PARAMS: dict[str, Any] = {"activation": "tanh", "lr": 0.002, "units": 64}
-
-
-def study_row(name: str) -> Study:
-    """What hpsearch.study.study_row makes of a study file, without the file."""
-    return Study(
-        name=name,
-        objective_name="val_accuracy",
-        direction="max",
-        algorithm="random",
-        max_trials=3,
-        max_epochs=2,
-        seed=0,
-        spec=SPEC,
-        space={"space": [], "values": {}},
-        source_path=f"/studies/{name}.toml",
-        base_dir="/studies",
-        artifact_root="/artifacts",
-    )
 
 
 def run_trial(store: Store, study: Study, worker_id: int, accuracies: tuple[float, ...]) -> int:
@@ -157,8 +137,7 @@ def query(store: Store, sql: str) -> list[dict[str, Any]]:
 
 
 def test_analyst_queries(store: Store) -> None:
-    demo, created = store.create_study(study_row("demo"))
-    assert created
+    demo = add_study(store, "demo")
     new = [NewTrial(params=params, budget_epochs=2) for params, _ in DEMO.values()]
     assert store.add_trials(demo, [*new, NewTrial(params=QUEUED_PARAMS, budget_epochs=2)]) == [0, 1, 2, 3]
     first = store.register_worker("worker-a", "host-a", 101, None)
@@ -167,7 +146,7 @@ def test_analyst_queries(store: Store) -> None:
     ran_by[second] = [run_trial(store, demo, second, DEMO[2][1])]
     assert ran_by == {first: [0, 1], second: [2]}
     # Another study, better on every count: no query may mix it in.
-    other, _ = store.create_study(study_row("other"))
+    other = add_study(store, "other")
     store.add_trials(other, [NewTrial(params={"activation": "relu", "lr": 0.001, "units": 32}, budget_epochs=2)])
     run_trial(store, other, second, (0.98, 0.99))
 
