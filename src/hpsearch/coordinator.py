@@ -52,9 +52,13 @@ class Coordinator:
             self.store.set_study_state(study.id, StudyState.FAILED, message)
             log.error("study %s failed: %s", study.name, message)
             return False
-        history = self.store.history(study.id)
+        strategy = make_strategy(study.spec["search"])
+        history = self.store.history(study.id, with_curves=strategy.needs_curves)
         context = study_context(study)
-        strategy = make_strategy(study.algorithm)
+        stop = strategy.to_stop(context, history)
+        if stop:
+            self.store.request_stop(study.id, stop)
+            log.info("study %s: stopping trials %s", study.name, stop)
         queued = sum(t.state == TrialState.QUEUED for t in history)
         new = strategy.plan(context, history, max(0, target_queued - queued))
         if new:

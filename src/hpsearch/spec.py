@@ -18,7 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hpsearch.errors import SpecError
 
 Direction = Literal["min", "max"]
-ALGORITHMS = ("random", "grid")
+Algorithm = Literal["random", "grid", "bayesian", "tpe", "hyperband", "asha", "bohb"]
+# Options each algorithm takes beyond max_trials / max_epochs; any other option is an error.
+ALGORITHM_OPTIONS: dict[str, frozenset[str]] = {
+    "random": frozenset({"pruner", "grace_epochs"}),
+    "grid": frozenset({"pruner", "grace_epochs"}),
+    "tpe": frozenset({"n_startup_trials", "pruner", "grace_epochs"}),
+    "bayesian": frozenset({"n_startup_trials", "pruner", "grace_epochs"}),
+    "hyperband": frozenset({"factor", "hyperband_iterations"}),
+    "bohb": frozenset({"factor", "hyperband_iterations", "n_startup_trials"}),
+    "asha": frozenset({"factor", "min_epochs", "sampler", "n_startup_trials"}),
+}
+# Algorithms that decide how many trials to run themselves (max_trials is then an optional cap).
+SELF_SIZED = frozenset({"grid", "hyperband", "bohb"})
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "iou", "r2", "top_k", "ndcg", "map")
@@ -84,11 +96,43 @@ class StudySection(_Strict):
 
 
 class SearchSection(_Strict):
-    algorithm: Literal["random", "grid"] = "random"
-    max_trials: int = Field(gt=0, le=1_000_000)
+    algorithm: Algorithm = "random"
+    max_trials: int | None = Field(default=None, gt=0, le=1_000_000)
     max_epochs: int = Field(gt=0, le=100_000)
     max_retries: int = Field(default=1, ge=0, le=100)
     max_consecutive_failures: int = Field(default=3, gt=0)
+    # Algorithm options; defaults follow Keras Tuner where it has the same algorithm.
+    factor: int = Field(default=3, ge=2, le=100)
+    hyperband_iterations: int = Field(default=1, gt=0, le=1000)
+    min_epochs: int = Field(default=1, gt=0)
+    n_startup_trials: int = Field(default=10, ge=1)
+    sampler: Literal["random", "tpe", "bayesian"] = "random"
+    pruner: Literal["none", "median"] = "none"
+    grace_epochs: int = Field(default=1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_of_algorithm(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("algorithm", "random"), str):
+            algorithm = data.get("algorithm", "random")
+            common = {"algorithm", "max_trials", "max_epochs", "max_retries", "max_consecutive_failures"}
+            allowed = ALGORITHM_OPTIONS.get(algorithm)
+            if allowed is not None:
+                for key in data:
+                    if key not in common and key not in allowed and key in cls.model_fields:
+                        raise ValueError(
+                            f"option {key!r} does not apply to algorithm {algorithm!r} "
+                            f"(it takes {', '.join(sorted(allowed)) or 'no options'})"
+                        )
+                if algorithm not in SELF_SIZED and "max_trials" not in data:
+                    raise ValueError(f"max_trials is required for algorithm {algorithm!r}")
+        return data
+
+    @model_validator(mode="after")
+    def _epochs_fit(self) -> SearchSection:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs {self.min_epochs} > max_epochs {self.max_epochs}")
+        return self
 
 
 class CallbackSpec(BaseModel):

@@ -10,7 +10,7 @@ from hpsearch.space import SearchSpace, discover_space, override_config
 from hpsearch.spec import StudySpec, load_spec
 from hpsearch.store import Store
 from hpsearch.store.models import Study
-from hpsearch.strategies import StudyContext
+from hpsearch.strategies import StudyContext, planned_trials
 
 DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 
@@ -23,12 +23,16 @@ def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
     space = discover_space(hypermodel, spec.study.hypermodel, check=check_model)
     if spec.space:
         space = override_config(space, spec.space, str(path))
+    search = spec.search.model_dump(mode="json")
+    context = StudyContext(
+        SearchSpace(space), spec.study.objective.direction, spec.study.seed, None, spec.search.max_epochs
+    )
     return Study(
         name=spec.study.name,
         objective_name=spec.study.objective.name,
         direction=spec.study.objective.direction,
         algorithm=spec.search.algorithm,
-        max_trials=spec.search.max_trials,
+        max_trials=planned_trials(search, context),
         max_epochs=spec.search.max_epochs,
         seed=spec.study.seed,
         spec=spec.model_dump(mode="json"),

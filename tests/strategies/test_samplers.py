@@ -43,14 +43,14 @@ def as_history(plans: list) -> list[TrialView]:  # type: ignore[type-arg]
 
 
 def test_random_is_deterministic_given_seed_and_history() -> None:
-    strategy = make_strategy("random")
+    strategy = make_strategy({"algorithm": "random"})
     first = strategy.plan(context(), [], 3)
     assert first == strategy.plan(context(), [], 3)
     assert all(p.budget_epochs == 4 and p.initial_epoch == 0 for p in first)
 
 
 def test_random_never_repeats_a_configuration_and_stops_when_exhausted() -> None:
-    strategy = make_strategy("random")
+    strategy = make_strategy({"algorithm": "random"})
     history: list[TrialView] = []
     while not strategy.is_finished(context(100), history):
         planned = strategy.plan(context(100), history, 2)
@@ -66,7 +66,7 @@ class _Plan:
 
 
 def test_grid_covers_the_grid_once_in_order() -> None:
-    strategy = make_strategy("grid")
+    strategy = make_strategy({"algorithm": "grid"})
     plans = strategy.plan(context(), [], 100)
     assert [(p.params["act"], p.params["units"]) for p in plans] == [
         ("relu", 8),
@@ -82,7 +82,7 @@ def test_grid_covers_the_grid_once_in_order() -> None:
 
 
 def test_full_budget_never_plans_beyond_max_trials() -> None:
-    strategy = make_strategy("random")
+    strategy = make_strategy({"algorithm": "random"})
     plans = strategy.plan(context(max_trials=3), [], 10)
     assert len(plans) == 3
     history = as_history(plans)

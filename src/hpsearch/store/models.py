@@ -105,6 +105,9 @@ class Trial(Base):
     budget_epochs: Mapped[int] = mapped_column(Integer)
     initial_epoch: Mapped[int] = mapped_column(Integer, default=0)
     parent_trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), default=None)
+    # Successive halving (Hyperband, ASHA, BOHB): which bracket and rung the trial belongs to.
+    bracket: Mapped[int | None] = mapped_column(Integer, default=None)
+    rung: Mapped[int | None] = mapped_column(Integer, default=None)
     seed: Mapped[int] = mapped_column(BigInteger)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), default=None, index=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)

@@ -136,7 +136,8 @@ class Store:
 
     # --- trials: planning ----------------------------------------------------------------------------
 
-    def history(self, study_id: int) -> list[TrialView]:
+    def history(self, study_id: int, with_curves: bool = False) -> list[TrialView]:
+        """Every trial of a study as strategies see it; ``with_curves`` adds each trial's objective per epoch."""
         parent = Trial.__table__.alias("parent")
         query = (
             select(Trial, parent.c.number)
@@ -144,8 +145,22 @@ class Store:
             .where(Trial.study_id == study_id)
             .order_by(Trial.number)
         )
+        curves: dict[int, dict[int, float]] = {}
         with self.session() as session:
             rows = session.execute(query).all()
+            if with_curves:
+                metric = (
+                    select(TrialMetric.trial_id, TrialMetric.epoch, TrialMetric.value)
+                    .join(Trial, Trial.id == TrialMetric.trial_id)
+                    .join(Study, Study.id == Trial.study_id)
+                    .where(
+                        Trial.study_id == study_id,
+                        TrialMetric.name == Study.objective_name,
+                        TrialMetric.value.is_not(None),
+                    )
+                )
+                for trial_id, epoch, value in session.execute(metric):
+                    curves.setdefault(trial_id, {})[epoch] = value
         return [
             TrialView(
                 number=t.number,
@@ -157,6 +172,9 @@ class Store:
                 budget_epochs=t.budget_epochs,
                 initial_epoch=t.initial_epoch,
                 parent_number=parent_number,
+                bracket=t.bracket,
+                rung=t.rung,
+                curve=curves.get(t.id, {}),
             )
             for t, parent_number in rows
         ]
@@ -182,6 +200,8 @@ class Store:
                     initial_epoch=new.initial_epoch,
                     parent_trial_id=numbers_to_ids.get(new.parent_number) if new.parent_number is not None else None,
                     seed=study.seed + number,
+                    bracket=new.bracket,
+                    rung=new.rung,
                 )
                 session.add(trial)
                 session.flush()

@@ -1,13 +1,25 @@
-"""Search strategies = sampler x scheduler. Never imports keras or SQL."""
+"""Search strategies = sampler x scheduler. Never imports keras or SQL.
+
+| algorithm | sampler              | scheduler                         |
+|-----------|----------------------|-----------------------------------|
+| random    | random               | full budget (+ median stopping)   |
+| grid      | grid                 | full budget (+ median stopping)   |
+| tpe       | Optuna TPE           | full budget (+ median stopping)   |
+| bayesian  | Optuna GP            | full budget (+ median stopping)   |
+| hyperband | random               | Hyperband (Keras Tuner semantics) |
+| bohb      | Optuna TPE           | Hyperband                         |
+| asha      | random | tpe | GP  | ASHA                              |
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hpsearch.strategies.base import NewTrial, Sampler, Scheduler, StudyContext, TrialView
-from hpsearch.strategies.samplers import GridSampler, RandomSampler
-from hpsearch.strategies.schedulers import FullBudget
+from hpsearch.strategies.samplers import GridSampler, OptunaSampler, RandomSampler
+from hpsearch.strategies.schedulers import ASHA, FullBudget, Hyperband, MedianStopping
 
 
 @dataclass(frozen=True)
@@ -15,17 +27,66 @@ class Strategy:
     sampler: Sampler
     scheduler: Scheduler
 
+    @property
+    def needs_curves(self) -> bool:
+        """Whether ``to_stop`` reads the trials' learning curves (loading them costs a query)."""
+        return isinstance(self.scheduler, MedianStopping)
+
     def plan(self, context: StudyContext, history: Sequence[TrialView], slots: int) -> list[NewTrial]:
         return self.scheduler.plan(context, history, self.sampler, slots)
 
     def is_finished(self, context: StudyContext, history: Sequence[TrialView]) -> bool:
         return self.scheduler.is_finished(context, history, self.sampler)
 
-
-def make_strategy(algorithm: str) -> Strategy:
-    """The strategy for a study file's ``search.algorithm``."""
-    samplers: dict[str, Sampler] = {"random": RandomSampler(), "grid": GridSampler()}
-    return Strategy(samplers[algorithm], FullBudget())
+    def to_stop(self, context: StudyContext, history: Sequence[TrialView]) -> list[int]:
+        return self.scheduler.to_stop(context, history)
 
 
-__all__ = ["NewTrial", "Sampler", "Scheduler", "Strategy", "StudyContext", "TrialView", "make_strategy"]
+def _sampler(name: str, search: Mapping[str, Any]) -> Sampler:
+    if name == "grid":
+        return GridSampler()
+    if name in ("tpe", "bayesian"):
+        return OptunaSampler(name, search.get("n_startup_trials", 10))
+    return RandomSampler()
+
+
+def make_strategy(search: Mapping[str, Any]) -> Strategy:
+    """The strategy for a study file's ``[search]`` table (as stored with the study)."""
+    algorithm = search.get("algorithm", "random")
+    factor = search.get("factor", 3)
+    if algorithm in ("hyperband", "bohb"):
+        sampler = _sampler("tpe" if algorithm == "bohb" else "random", search)
+        return Strategy(sampler, Hyperband(factor, search.get("hyperband_iterations", 1)))
+    if algorithm == "asha":
+        return Strategy(_sampler(search.get("sampler", "random"), search), ASHA(factor, search.get("min_epochs", 1)))
+    scheduler: Scheduler = FullBudget()
+    if search.get("pruner") == "median":
+        scheduler = MedianStopping(scheduler, grace_epochs=search.get("grace_epochs", 1))
+    return Strategy(_sampler(algorithm, search), scheduler)
+
+
+def planned_trials(search: Mapping[str, Any], context: StudyContext) -> int:
+    """How many trials a study will run: max_trials, or what the algorithm itself plans (grid, Hyperband)."""
+    cap = search.get("max_trials")
+    algorithm = search.get("algorithm", "random")
+    if algorithm in ("hyperband", "bohb"):
+        total = Hyperband(search.get("factor", 3), search.get("hyperband_iterations", 1)).total_trials(
+            context.max_epochs
+        )
+    elif algorithm == "grid":
+        total = sum(1 for _ in context.space.grid())
+    else:
+        return int(cap)
+    return min(total, cap) if cap else total
+
+
+__all__ = [
+    "NewTrial",
+    "Sampler",
+    "Scheduler",
+    "Strategy",
+    "StudyContext",
+    "TrialView",
+    "make_strategy",
+    "planned_trials",
+]

@@ -24,6 +24,14 @@ class TrialView:
     budget_epochs: int
     initial_epoch: int = 0
     parent_number: int | None = None
+    bracket: int | None = None
+    rung: int | None = None
+    # The objective after each epoch (1-based), for schedulers that stop trials early.
+    curve: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("COMPLETED", "PRUNED", "FAILED")
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class NewTrial:
     budget_epochs: int
     initial_epoch: int = 0
     parent_number: int | None = None
+    bracket: int | None = None
+    rung: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class StudyContext:
     space: SearchSpace
     direction: str  # "min" | "max"
     seed: int
-    max_trials: int
+    max_trials: int | None
     max_epochs: int
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -57,4 +67,8 @@ class Scheduler(Protocol):
 
     def is_finished(self, context: StudyContext, history: Sequence[TrialView], sampler: Sampler) -> bool:
         """No trial will ever be planned again (running trials may still be finishing)."""
+        ...
+
+    def to_stop(self, context: StudyContext, history: Sequence[TrialView]) -> list[int]:
+        """Numbers of running trials to stop now (pruned)."""
         ...

@@ -1,12 +1,13 @@
-"""Samplers: random and grid. Deterministic given the study seed and the trial history."""
+"""Samplers: random, grid, TPE and GP. Deterministic given the study seed and the trial history."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections.abc import Sequence
+from typing import Any
 
-from hpsearch.space import Value
+from hpsearch.space import Param, Value
 from hpsearch.strategies.base import StudyContext, TrialView
 
 _MAX_DUPLICATE_DRAWS = 100  # as Keras Tuner's random search retries a configuration it has seen
@@ -45,3 +46,135 @@ class GridSampler:
             if _key(params) not in seen:
                 out.append(params)
         return out
+
+
+def _unit_to_value(param: Param, unit: float) -> Value:
+    """Map a point of [0, 1) to a value of ``param`` (Sobol start-up points)."""
+    if param.kind in ("choice", "boolean", "fixed") or param.step is not None:
+        values = param.grid_values()
+        return values[min(int(unit * len(values)), len(values) - 1)]
+    value = param._from_unit(unit)
+    if param.kind == "int":
+        assert param.high is not None
+        return min(int(value), int(param.high))
+    return value
+
+
+class OptunaSampler:
+    """TPE or Gaussian-process Bayesian optimisation through Optuna's samplers, on an in-memory Optuna study
+    rebuilt from the history at every call (so a restarted coordinator samples exactly as before).
+
+    - The first ``n_startup_trials`` points come from a scrambled Sobol sequence (quasi-random start-up).
+    - Trials still queued or running are added as RUNNING: with TPE's constant liar (and GP's pending
+      points) idle workers do not all receive the same configuration.
+    - Multi-fidelity (BOHB, ASHA x TPE): the model sees the largest budget that has enough observations.
+    """
+
+    def __init__(self, kind: str, n_startup_trials: int = 10) -> None:
+        self.kind = kind
+        self.n_startup_trials = n_startup_trials
+
+    def sample(self, context: StudyContext, history: Sequence[TrialView], count: int) -> list[dict[str, Value]]:
+        out: list[dict[str, Value]] = []
+        fresh = [t for t in history if t.parent_number is None]  # promotions repeat a configuration
+        for offset in range(count):
+            index = len(fresh) + offset
+            if index < self.n_startup_trials:
+                out.append(self._sobol(context, index))
+        remaining = count - len(out)
+        if remaining > 0:
+            out += self._model_based(context, history, out, remaining)
+        return out
+
+    def _sobol(self, context: StudyContext, index: int) -> dict[str, Value]:
+        from scipy.stats import qmc
+
+        params = context.space.params
+        engine = qmc.Sobol(d=max(1, len(params)), scramble=True, seed=context.seed)
+        if index:
+            engine.fast_forward(index)
+        point = engine.random(1)[0]
+        values: dict[str, Value] = {}
+        for param, unit in zip(params, point, strict=False):
+            if param.is_active(values):
+                values[param.name] = _unit_to_value(param, float(unit))
+        return values
+
+    def _observed(self, history: Sequence[TrialView]) -> list[TrialView]:
+        completed = [t for t in history if t.state == "COMPLETED" and t.objective is not None]
+        by_budget: dict[int, list[TrialView]] = {}
+        for trial in completed:
+            by_budget.setdefault(trial.budget_epochs, []).append(trial)
+        if len(by_budget) <= 1:
+            return completed
+        enough = [b for b, trials in by_budget.items() if len(trials) >= self.n_startup_trials]
+        budget = max(enough) if enough else max(by_budget, key=lambda b: len(by_budget[b]))
+        return by_budget[budget]
+
+    def _model_based(
+        self, context: StudyContext, history: Sequence[TrialView], planned: list[dict[str, Value]], count: int
+    ) -> list[dict[str, Value]]:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        seed = random.Random(f"{context.seed}:{len(history)}").randrange(2**31)
+        if self.kind == "bayesian":
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(
+                seed=seed, n_startup_trials=0, deterministic_objective=False
+            )
+        else:
+            sampler = optuna.samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=0,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                warn_independent_sampling=False,
+            )
+        study = optuna.create_study(direction="maximize" if context.direction == "max" else "minimize", sampler=sampler)
+        distributions = {p.name: _distribution(p) for p in context.space.params if p.kind != "fixed"}
+
+        def known(params: dict[str, Value]) -> dict[str, Value]:
+            return {k: v for k, v in params.items() if k in distributions}
+
+        for trial in self._observed(history):
+            params = known(trial.params)
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions={k: distributions[k] for k in params}, value=trial.objective
+                )
+            )
+        pending = [t.params for t in history if not t.finished and t.parent_number is None] + planned
+        for params_pending in pending:
+            params = known(params_pending)
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.RUNNING,
+                    params=params,
+                    distributions={k: distributions[k] for k in params},
+                )
+            )
+        out: list[dict[str, Value]] = []
+        for _ in range(count):
+            trial = study.ask()
+            values: dict[str, Value] = {}
+            for param in context.space.params:
+                if not param.is_active(values):
+                    continue
+                if param.kind == "fixed":
+                    values[param.name] = param.default  # type: ignore[assignment]
+                else:
+                    values[param.name] = trial._suggest(param.name, distributions[param.name])
+            out.append(values)
+        return out
+
+
+def _distribution(param: Param) -> Any:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if param.kind in ("choice", "boolean") or (param.log and param.step is not None):
+        return CategoricalDistribution(list(param.grid_values()))
+    assert param.low is not None and param.high is not None
+    if param.kind == "int":
+        return IntDistribution(int(param.low), int(param.high), log=param.log, step=int(param.step or 1))
+    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
