@@ -106,3 +106,19 @@ def test_any_document_loads_or_raises_spec_error(document: dict) -> None:  # typ
         validate_spec(document, "fuzz.toml")
     except SpecError as exc:
         assert str(exc).startswith("fuzz.toml")
+
+
+def test_options_of_another_algorithm_are_refused_and_stored_specs_reload(tmp_path: Path) -> None:
+    text = VALID.replace("[search]", '[search]\nalgorithm = "random"\nfactor = 4')
+    with pytest.raises(SpecError, match="option 'factor' does not apply to algorithm 'random'"):
+        load_spec(write(tmp_path, text))
+    hyperband = VALID.replace("max_trials = 3\n", "").replace(
+        "[search]", '[search]\nalgorithm = "hyperband"\nfactor = 4'
+    )
+    spec = load_spec(write(tmp_path, hyperband))
+    assert (spec.search.factor, spec.search.max_trials) == (4, None)
+    assert validate_spec(spec.model_dump(mode="json"), "stored") == spec
+    with pytest.raises(SpecError, match="max_trials is required for algorithm 'tpe'"):
+        load_spec(
+            write(tmp_path, VALID.replace("max_trials = 3\n", "").replace("[search]", '[search]\nalgorithm = "tpe"'))
+        )

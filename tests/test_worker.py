@@ -160,3 +160,43 @@ def test_a_hypermodel_class_tuning_batch_size_in_fit(store: Store, tmp_path: Pat
     trials = store.trials(study.id)
     assert all(t.state == TrialState.COMPLETED and t.params["batch_size"] in (16, 64) for t in trials)
     assert "batch_size" in [entry["config"]["name"] for entry in study.space["space"]]
+
+
+def test_hyperband_promotions_continue_from_the_parent_with_its_optimizer_state(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, algorithm="hyperband", max_trials=100, max_epochs=3, workers=1)
+    path.write_text(path.read_text().replace("max_trials = 100\n", ""))
+    study, _ = create_study(store, path, tmp_path / "artifacts")
+    # Keras Tuner's Hyperband(max_epochs=3, factor=3): bracket 1 runs 3 trials for 1 epoch and promotes
+    # the best to 3 epochs; bracket 0 runs 2 trials for 3 epochs.
+    assert study.max_trials == 6
+    coordinator = Coordinator(store, ["tiny"], prefetch=0)
+    worker = Worker(store, study="tiny", idle_timeout=0, poll_seconds=0.1)
+    while coordinator.step(store.study_by_id(study.id), target_queued=1):
+        worker.run()
+    trials = {t.number: t for t in store.trials(study.id)}
+    assert all(t.state == TrialState.COMPLETED for t in trials.values()), [t.error for t in trials.values()]
+    promoted = [t for t in trials.values() if t.parent_trial_id is not None]
+    assert len(trials) == 6 and len(promoted) == 1
+    child = promoted[0]
+    parent = next(t for t in trials.values() if t.id == child.parent_trial_id)
+    assert (parent.budget_epochs, child.initial_epoch, child.budget_epochs) == (1, 1, 3)
+    assert child.params == parent.params
+    assert sorted(store.metrics(child.id)) == [2, 3]  # it trained only the extra epochs
+    with store.session() as session:
+        checkpoint = session.query(Artifact).filter_by(trial_id=child.id, kind="checkpoint").one()
+    import keras
+
+    from hpsearch.loading import load_hypermodel
+
+    model = load_hypermodel("tiny.py:build_model", tmp_path).build(_hp(study.space, child.params))
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(checkpoint.uri)
+    steps_per_epoch = 160 // 32
+    # Three epochs of Adam steps: the parent's one epoch of optimizer state was carried over.
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 3 * steps_per_epoch
+
+
+def _hp(space: dict, params: dict):  # type: ignore[no-untyped-def, type-arg]
+    import keras_tuner as kt
+
+    return kt.HyperParameters.from_config({"space": space["space"], "values": params})

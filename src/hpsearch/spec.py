@@ -118,8 +118,10 @@ class SearchSection(_Strict):
             common = {"algorithm", "max_trials", "max_epochs", "max_retries", "max_consecutive_failures"}
             allowed = ALGORITHM_OPTIONS.get(algorithm)
             if allowed is not None:
-                for key in data:
-                    if key not in common and key not in allowed and key in cls.model_fields:
+                for key, value in data.items():
+                    field = cls.model_fields.get(key)
+                    # A stored spec holds every default: only a value set differently is an error.
+                    if key not in common and key not in allowed and field is not None and value != field.default:
                         raise ValueError(
                             f"option {key!r} does not apply to algorithm {algorithm!r} "
                             f"(it takes {', '.join(sorted(allowed)) or 'no options'})"

@@ -65,8 +65,8 @@ class Worker:
         self.exit_when_done = exit_when_done
         self.poll_seconds = poll_seconds
         self.cache: dict[int, _StudyCache] = {}
-        self.scratch = Path(tempfile.mkdtemp(prefix="hpsearch-worker-"))
-        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.scratch = Path()
+        self.name = ""
         self.id = -1
         self._context: Any = None
 
@@ -81,7 +81,11 @@ class Worker:
         return self._context
 
     def run(self) -> int:
-        """Claim and run trials until told to stop; returns how many trials this worker ran."""
+        """Claim and run trials until told to stop; returns how many trials this worker ran. Each call
+        registers a new worker row and loads study data afresh."""
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.scratch = Path(tempfile.mkdtemp(prefix="hpsearch-worker-"))
+        self.cache = {}
         self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu)
         log.info("worker %s started", self.name)
         ran = 0

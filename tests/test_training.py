@@ -1,0 +1,60 @@
+"""Checkpoints inside the trial process: resume is exact, including the optimizer state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from hpsearch.training import TrialFailed, restore_checkpoint, save_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    return x, (x[:, :4].sum(axis=1) > 0).astype("int64")
+
+
+def build() -> keras.Model:
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2, activation="softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_two_epochs_plus_two_resumed_equal_four_uninterrupted(tmp_path: Path) -> None:
+    x, y = data()
+    keras.utils.set_random_seed(3)
+    straight = build()
+    history = straight.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0)
+
+    keras.utils.set_random_seed(3)
+    first = build()
+    first.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    path, sha256, _ = save_checkpoint(first, tmp_path)
+
+    keras.utils.set_random_seed(3)
+    resumed = build()
+    restore_checkpoint(resumed, path, sha256)
+    assert int(resumed.optimizer.iterations.numpy()) == 2 * 8  # Adam's step count (and moments) came back
+    rest = resumed.fit(x, y, epochs=4, initial_epoch=2, batch_size=32, shuffle=False, verbose=0)
+
+    assert rest.history["loss"][-1] == pytest.approx(history.history["loss"][-1], rel=1e-6)
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
+    model = build()
+    model.fit(*data(), epochs=1, verbose=0)
+    path, sha256, _ = save_checkpoint(model, tmp_path)
+    corrupt = bytearray(Path(path).read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    Path(path).write_bytes(bytes(corrupt))
+    with pytest.raises(TrialFailed, match="does not match its sha256"):
+        restore_checkpoint(build(), path, sha256)
