@@ -195,3 +195,33 @@ def test_coordinator_and_workers_as_separate_processes(tmp_path: Path, db_url: s
     assert status["state"] == "COMPLETED" and status["trials"]["COMPLETED"] == 4
     trials = json.loads(hpsearch("trials", "tiny", "--json", cwd=tmp_path, db=db_url).stdout)
     assert len(trials) == 4
+
+
+def test_multi_objective_study_shows_its_pareto_front(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'mo.db'}"
+    path = write_tiny_study(tmp_path, algorithm="tpe", max_trials=6, max_epochs=1)
+    path.write_text(
+        path.read_text()
+        .replace(
+            'objective = "val_accuracy"',
+            'objective = ["val_accuracy", { name = "num_params", direction = "min" }]',
+        )
+        .replace("[search]", "[search]\nn_startup_trials = 3")
+    )
+    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
+    trials = json.loads(hpsearch("trials", "tiny", "--json", cwd=tmp_path, db=db).stdout)
+    assert [t["state"] for t in trials] == ["COMPLETED"] * 6
+    front = json.loads(hpsearch("best", "tiny", "--json", cwd=tmp_path, db=db).stdout)["front"]
+    assert front
+    points = [(t["values"]["val_accuracy"], t["values"]["num_params"]) for t in front]
+    engine = sa.create_engine(db)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT objective_values FROM trials")).scalars().all()
+    engine.dispose()
+    everyone = [json.loads(r) if isinstance(r, str) else r for r in rows]
+    for accuracy, size in points:  # nobody beats a front member in both objectives
+        assert not any(a >= accuracy and s <= size and (a, s) != (accuracy, size) for a, s in everyone)
+    front_numbers = {t["number"] for t in front}
+    for (accuracy, size), trial in zip(everyone, trials, strict=True):  # everyone else is beaten by someone
+        if trial["number"] not in front_numbers:
+            assert any(a >= accuracy and s <= size and (a, s) != (accuracy, size) for a, s in everyone)

@@ -122,3 +122,13 @@ def test_options_of_another_algorithm_are_refused_and_stored_specs_reload(tmp_pa
         load_spec(
             write(tmp_path, VALID.replace("max_trials = 3\n", "").replace("[search]", '[search]\nalgorithm = "tpe"'))
         )
+
+
+def test_several_objectives(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'objective = "val_accuracy"', 'objective = ["val_accuracy", { name = "num_params", direction = "min" }]'
+    )
+    spec = load_spec(write(tmp_path, text))
+    assert [(o.name, o.direction) for o in spec.study.objectives] == [("val_accuracy", "max"), ("num_params", "min")]
+    with pytest.raises(SpecError, match="names an objective twice"):
+        load_spec(write(tmp_path, VALID.replace('objective = "val_accuracy"', 'objective = ["val_loss", "val_loss"]')))

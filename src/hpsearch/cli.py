@@ -241,7 +241,37 @@ def _trial_dict(trial: Trial) -> dict[str, Any]:
     }
 
 
+def pareto_trials(store: Store, study: Study) -> list[Trial]:
+    """Completed trials no other completed trial beats in every objective."""
+    from hpsearch.objectives import pareto_front
+
+    directions = [o["direction"] for o in study.objectives or []]
+    scored = [
+        (t, t.objective_values)
+        for t in store.trials(study.id)
+        if t.state == "COMPLETED" and t.objective_values and None not in t.objective_values
+    ]
+    return pareto_front(scored, directions)
+
+
+def _print_front(store: Store, study: Study, *, as_json: bool) -> None:
+    names = [o["name"] for o in study.objectives or []]
+    front = pareto_trials(store, study)
+    if as_json:
+        rows = [{**_trial_dict(t), "values": dict(zip(names, t.objective_values or [], strict=True))} for t in front]
+        out.print_json(data={"study": study.name, "objectives": study.objectives, "front": rows})
+        return
+    table = Table("#", *names, "best epoch", "params", title=f"Pareto front of {study.name} ({len(front)} trials)")
+    for trial in front:
+        values = [f"{v:.4g}" for v in trial.objective_values or []]
+        table.add_row(str(trial.number), *values, str(trial.best_epoch), _format_params(trial.params))
+    out.print(table)
+
+
 def _print_best(store: Store, study: Study, *, as_json: bool) -> None:
+    if len(study.objectives or []) > 1:
+        _print_front(store, study, as_json=as_json)
+        return
     best = store.best_trial(study)
     if as_json:
         payload = {"study": study.name, "objective": study.objective_name, "direction": study.direction}
@@ -260,7 +290,7 @@ def _print_best(store: Store, study: Study, *, as_json: bool) -> None:
 
 @app.command()
 def best(study: str, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """The best completed trial: params, objective and best epoch."""
+    """The best completed trial (params, objective, best epoch), or the Pareto front of several objectives."""
     store = open_store(db)
     _print_best(store, store.study(study), as_json=as_json)
 

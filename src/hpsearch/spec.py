@@ -75,7 +75,8 @@ class StudySection(_Strict):
     name: str
     hypermodel: str = Field(min_length=1)
     data: str = Field(min_length=1)
-    objective: Objective
+    # One objective, or several (a Pareto front is searched; the first one drives promotions and stops).
+    objective: Objective | list[Objective]
     seed: int = 0
     description: str = ""
 
@@ -85,6 +86,21 @@ class StudySection(_Strict):
         if not _STUDY_NAME.match(name):
             raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
         return name
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return self.objective if isinstance(self.objective, list) else [self.objective]
+
+    @field_validator("objective")
+    @classmethod
+    def _distinct(cls, objective: Objective | list[Objective]) -> Objective | list[Objective]:
+        if isinstance(objective, list):
+            names = [o.name for o in objective]
+            if not names:
+                raise ValueError("needs at least one objective")
+            if len(set(names)) != len(names):
+                raise ValueError(f"names an objective twice: {names}")
+        return objective
 
     @field_validator("hypermodel", "data")
     @classmethod

@@ -24,13 +24,13 @@ def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
     if spec.space:
         space = override_config(space, spec.space, str(path))
     search = spec.search.model_dump(mode="json")
-    context = StudyContext(
-        SearchSpace(space), spec.study.objective.direction, spec.study.seed, None, spec.search.max_epochs
-    )
+    primary = spec.study.objectives[0]
+    context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)
     return Study(
         name=spec.study.name,
-        objective_name=spec.study.objective.name,
-        direction=spec.study.objective.direction,
+        objective_name=primary.name,
+        direction=primary.direction,
+        objectives=[o.model_dump() for o in spec.study.objectives],
         algorithm=spec.search.algorithm,
         max_trials=planned_trials(search, context),
         max_epochs=spec.search.max_epochs,
@@ -60,4 +60,5 @@ def study_context(study: Study) -> StudyContext:
         max_trials=study.max_trials,
         max_epochs=study.max_epochs,
         options=dict(study.spec.get("search", {})),
+        directions=tuple(o["direction"] for o in study.objectives or []),
     )

@@ -21,6 +21,8 @@ from hpsearch.loading import check_model, load_hypermodel, load_object, open_dat
 from hpsearch.space import Value
 
 CHECKPOINT_NAME = "checkpoint.weights.h5"
+# A metric hpsearch logs itself when an objective names it (e.g. accuracy against model size).
+NUM_PARAMS = "num_params"
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class TrialTask:
     hypermodel: str
     base_dir: str
     data_dir: str
-    objective: str
+    objectives: list[str]
     budget_epochs: int
     initial_epoch: int
     seed: int
@@ -76,11 +78,14 @@ class Reporter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         done = epoch + 1  # epochs are counted from 1 in the database: "after epoch 1"
         values = {name: float(value) for name, value in (logs or {}).items()}
+        if NUM_PARAMS in self.task.objectives:
+            values[NUM_PARAMS] = float(self.model.count_params())
         if not self.checked_objective:
-            if self.task.objective not in values:
-                raise TrialFailed(
-                    f"objective {self.task.objective!r} is not logged by the model; logged metrics: {sorted(values)}"
-                )
+            for objective in self.task.objectives:
+                if objective not in values:
+                    raise TrialFailed(
+                        f"objective {objective!r} is not logged by the model; logged metrics: {sorted(values)}"
+                    )
             self.checked_objective = True
         self.conn.send(("epoch", done, values))
         loss = values.get("loss")

@@ -138,7 +138,7 @@ class Worker:
             hypermodel=spec.study.hypermodel,
             base_dir=study.base_dir,
             data_dir=str(cached.data_dir),
-            objective=study.objective_name,
+            objectives=[o["name"] for o in study.objectives or [{"name": study.objective_name}]],
             budget_epochs=claimed.budget_epochs,
             initial_epoch=claimed.initial_epoch,
             seed=claimed.seed,
@@ -230,8 +230,9 @@ class _TrialRun:
         study = self.cached.study
         if kind == "epoch":
             _, epoch, logs = message
+            others = [o["name"] for o in (study.objectives or [])[1:]]
             return self.store.record_epoch(
-                self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction
+                self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction, others
             )
         if kind == "checkpoint":
             _, epoch, uri, sha256, size = message

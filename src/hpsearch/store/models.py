@@ -58,6 +58,8 @@ class Study(Base):
     state: Mapped[str] = mapped_column(String(16), default=StudyState.RUNNING)
     objective_name: Mapped[str] = mapped_column(String(200))
     direction: Mapped[str] = mapped_column(String(3))
+    # Every objective as [{"name": ..., "direction": ...}]; the first is objective_name / direction.
+    objectives: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
     algorithm: Mapped[str] = mapped_column(String(32))
     max_trials: Mapped[int] = mapped_column(Integer)
     max_epochs: Mapped[int] = mapped_column(Integer)
@@ -100,6 +102,8 @@ class Trial(Base):
     state: Mapped[str] = mapped_column(String(16), default=TrialState.QUEUED)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     objective: Mapped[float | None] = mapped_column(Float, default=None)
+    # The value of every study objective at best_epoch (the epoch where the first objective was best).
+    objective_values: Mapped[list[float | None] | None] = mapped_column(JSON, default=None)
     best_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     budget_epochs: Mapped[int] = mapped_column(Integer)

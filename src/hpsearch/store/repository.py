@@ -175,6 +175,7 @@ class Store:
                 bracket=t.bracket,
                 rung=t.rung,
                 curve=curves.get(t.id, {}),
+                values=tuple(t.objective_values) if t.objective_values else None,
             )
             for t, parent_number in rows
         ]
@@ -322,10 +323,17 @@ class Store:
         return "pause" if study_state != StudyState.RUNNING else "continue"
 
     def record_epoch(
-        self, trial_id: int, worker_id: int, epoch: int, logs: Mapping[str, float], objective: str, direction: str
+        self,
+        trial_id: int,
+        worker_id: int,
+        epoch: int,
+        logs: Mapping[str, float],
+        objective: str,
+        direction: str,
+        other_objectives: Sequence[str] = (),
     ) -> bool:
-        """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far.
-        Returns False when the worker no longer owns the trial."""
+        """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far, with
+        every objective's value at that epoch. Returns False when the worker no longer owns the trial."""
         rows = [
             {
                 "trial_id": trial_id,
@@ -347,6 +355,11 @@ class Store:
             value = logs.get(objective)
             if value is not None and math.isfinite(value) and _better(direction, value, trial.objective):
                 trial.objective, trial.best_epoch = float(value), epoch
+                others = [logs.get(name) for name in other_objectives]
+                trial.objective_values = [
+                    float(value),
+                    *(_finite_or_none(v) if v is not None else None for v in others),
+                ]
             return True
 
     def record_checkpoint(self, checkpoint: Artifact) -> None:

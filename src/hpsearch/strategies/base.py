@@ -28,6 +28,8 @@ class TrialView:
     rung: int | None = None
     # The objective after each epoch (1-based), for schedulers that stop trials early.
     curve: dict[int, float] = field(default_factory=dict)
+    # Every objective's value (multi-objective studies), in the study's order.
+    values: tuple[float | None, ...] | None = None
 
     @property
     def finished(self) -> bool:
@@ -52,6 +54,8 @@ class StudyContext:
     max_trials: int | None
     max_epochs: int
     options: dict[str, Any] = field(default_factory=dict)
+    # The direction of every objective when there are several (the first equals ``direction``).
+    directions: tuple[str, ...] = ()
 
 
 class Sampler(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +69,7 @@ class OptunaSampler:
     - Trials still queued or running are added as RUNNING: with TPE's constant liar (and GP's pending
       points) idle workers do not all receive the same configuration.
     - Multi-fidelity (BOHB, ASHA x TPE): the model sees the largest budget that has enough observations.
+    - Several objectives: Optuna's multi-objective TPE (or GP) searches the Pareto front.
     """
 
     def __init__(self, kind: str, n_startup_trials: int = 10) -> None:
@@ -123,25 +125,28 @@ class OptunaSampler:
                 seed=seed, n_startup_trials=0, deterministic_objective=False
             )
         else:
-            sampler = optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=0,
-                multivariate=True,
-                group=True,
-                constant_liar=True,
-                warn_independent_sampling=False,
-            )
-        study = optuna.create_study(direction="maximize" if context.direction == "max" else "minimize", sampler=sampler)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group= (conditional spaces)
+                sampler = optuna.samplers.TPESampler(
+                    seed=seed, n_startup_trials=0, multivariate=True, group=True, constant_liar=True
+                )
+        directions = context.directions or (context.direction,)
+        study = optuna.create_study(
+            directions=["maximize" if d == "max" else "minimize" for d in directions], sampler=sampler
+        )
         distributions = {p.name: _distribution(p) for p in context.space.params if p.kind != "fixed"}
 
         def known(params: dict[str, Value]) -> dict[str, Value]:
             return {k: v for k, v in params.items() if k in distributions}
 
         for trial in self._observed(history):
+            values = trial.values if len(directions) > 1 else (trial.objective,)
+            if values is None or len(values) != len(directions) or any(v is None for v in values):
+                continue  # a trial that never logged every objective teaches the model nothing
             params = known(trial.params)
             study.add_trial(
                 optuna.trial.create_trial(
-                    params=params, distributions={k: distributions[k] for k in params}, value=trial.objective
+                    params=params, distributions={k: distributions[k] for k in params}, values=list(values)
                 )
             )
         pending = [t.params for t in history if not t.finished and t.parent_number is None] + planned
