@@ -36,7 +36,7 @@ def test_mnist_mlp_acceptance(tmp_path: Path, db_url: str) -> None:
     assert all(epochs_done == epochs >= 1 for _, epochs_done, epochs in per_trial)
 
 
-@pytest.mark.parametrize("name", ["digits_cnn", "titanic", "diabetes_regression"])
+@pytest.mark.parametrize("name", ["digits_cnn", "titanic", "diabetes_regression", "mnist_hyperband"])
 def test_example_study_runs(tmp_path: Path, name: str) -> None:
     db = f"sqlite:///{tmp_path / 'studies.db'}"
     result = hpsearch("run", str(REPO / "studies" / f"{name}.toml"), cwd=tmp_path, db=db, timeout=900)
