@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _admin_engine() -> sa.Engine:
-    return sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    return sa.create_engine(
+        PG_SERVER, isolation_level="AUTOCOMMIT", pool_pre_ping=True, connect_args={"connect_timeout": 5}
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

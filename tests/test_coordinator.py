@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
 
 from hpsearch.coordinator import Coordinator
@@ -9,6 +12,8 @@ from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.db import make_engine
 from hpsearch.store.models import Study
 from hpsearch.strategies.schedulers import Hyperband
+
+from .conftest import add_study
 
 
 def hyperband_study(store: Store) -> Study:
@@ -98,3 +103,90 @@ def test_a_restarted_coordinator_continues_the_same_hyperband_schedule(
     assert len(reference) == Hyperband().total_trials(9)
     assert {row[2] for row in reference} == {0, 1, 2}  # rounds and promotions happened
     assert simulate(db_url, restart_every=restart_every) == reference
+
+
+def run_simulated(store: Store, study: Study, coordinator: Coordinator, epochs_per_trial: int | None = None) -> None:
+    worker = store.register_worker(f"sim-{study.name}", "host", 1, None)
+    for _ in range(500):
+        if not coordinator.step(store.study_by_id(study.id), target_queued=2):
+            return
+        claimed = store.claim(worker, study.id)
+        if claimed is None:
+            continue
+        last = claimed.budget_epochs if epochs_per_trial is None else claimed.initial_epoch + epochs_per_trial
+        for epoch in range(claimed.initial_epoch + 1, last + 1):
+            store.record_epoch(
+                claimed.trial_id, worker, epoch, {"val_accuracy": 0.5 + epoch / 100}, "val_accuracy", "max"
+            )
+        store.finish(claimed.trial_id, worker, TrialState.COMPLETED)
+    raise AssertionError("the study did not finish")
+
+
+def budget_study(store: Store, name: str, **search: object) -> Study:
+    study = add_study(store, name)
+    spec = {**study.spec, "search": {**study.spec["search"], "algorithm": "random", **search}}
+    with store.session() as session:
+        row = session.get_one(Study, study.id)
+        row.spec, row.max_trials, row.max_epochs = spec, 100, 4
+        row.space = {
+            "space": [
+                {
+                    "class_name": "Float",
+                    "config": {
+                        "name": "x",
+                        "conditions": [],
+                        "min_value": 0.0,
+                        "max_value": 1.0,
+                        "step": None,
+                        "sampling": "linear",
+                    },
+                }
+            ]
+        }
+    return store.study_by_id(study.id)
+
+
+def test_max_total_epochs_is_honoured_exactly(store: Store) -> None:
+    study = budget_study(store, "epochs", max_total_epochs=10)
+    run_simulated(store, study, Coordinator(store, ["epochs"], prefetch=3))
+    trials = store.trials(study.id)
+    final = store.study_by_id(study.id)
+    assert final.state == StudyState.COMPLETED and "max_total_epochs of 10 reached" in (final.message or "")
+    assert sum(t.epochs_done - t.initial_epoch for t in trials) == 8  # two 4-epoch trials; a third would overrun
+    # Early stopping leaves budget for more trials: 3 epochs each, so three trials fit in 10.
+    study = budget_study(store, "early", max_total_epochs=10)
+    run_simulated(store, study, Coordinator(store, ["early"], prefetch=3), epochs_per_trial=3)
+    assert sum(t.epochs_done for t in store.trials(study.id)) <= 10
+    assert len([t for t in store.trials(study.id) if t.state == TrialState.COMPLETED]) == 3
+
+
+def test_max_wall_time_closes_queued_trials_and_stops_running_ones(store: Store) -> None:
+    study = budget_study(store, "late", max_wall_time=3600.0)
+    coordinator = Coordinator(store, ["late"], prefetch=2)
+    assert coordinator.step(study, target_queued=3)
+    worker = store.register_worker("w", "h", 1, None)
+    running = store.claim(worker, study.id)
+    assert running is not None
+    with store.session() as session:  # the study began two hours ago
+        session.get_one(Study, study.id).created_at -= timedelta(hours=2)
+    assert coordinator.step(store.study_by_id(study.id), target_queued=3)  # waits for the running trial
+    assert store.heartbeat(running.trial_id, worker, 60) == "stop"
+    assert {t.state for t in store.trials(study.id) if t.id != running.trial_id} == {TrialState.PRUNED}
+    store.finish(running.trial_id, worker, TrialState.PRUNED)
+    assert not coordinator.step(store.study_by_id(study.id), target_queued=3)
+    final = store.study_by_id(study.id)
+    assert final.state == StudyState.COMPLETED and "max_wall_time" in (final.message or "")
+
+
+def test_a_standby_coordinator_takes_over_when_the_lease_lapses(store: Store) -> None:
+    study = budget_study(store, "pair")
+    first = Coordinator(store, ["pair"], lease_seconds=0.5)
+    standby = Coordinator(store, ["pair"], lease_seconds=0.5)
+    assert first.tick() and store.counts(study.id)["QUEUED"] == 3  # one live worker unknown: 1 + prefetch 2
+    queued_before = store.counts(study.id)["QUEUED"]
+    assert standby.tick()  # the study is running, but the first coordinator holds it: no planning here
+    assert store.history(study.id)[-1].number == queued_before - 1
+    assert not store.hold_coordinator_lease(study.id, standby.name, 0.5)
+    time.sleep(0.6)  # the first coordinator died: its lease lapses
+    assert store.hold_coordinator_lease(study.id, standby.name, 0.5)
+    assert not store.hold_coordinator_lease(study.id, first.name, 0.5)

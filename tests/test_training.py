@@ -36,7 +36,7 @@ def test_two_epochs_plus_two_resumed_equal_four_uninterrupted(tmp_path: Path) ->
     keras.utils.set_random_seed(3)
     first = build()
     first.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
-    path, sha256, _ = save_checkpoint(first, tmp_path)
+    path, sha256, _ = save_checkpoint(first, tmp_path, 2)
 
     keras.utils.set_random_seed(3)
     resumed = build()
@@ -52,7 +52,7 @@ def test_two_epochs_plus_two_resumed_equal_four_uninterrupted(tmp_path: Path) ->
 def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
     model = build()
     model.fit(*data(), epochs=1, verbose=0)
-    path, sha256, _ = save_checkpoint(model, tmp_path)
+    path, sha256, _ = save_checkpoint(model, tmp_path, 1)
     corrupt = bytearray(Path(path).read_bytes())
     corrupt[len(corrupt) // 2] ^= 0xFF
     Path(path).write_bytes(bytes(corrupt))

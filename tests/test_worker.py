@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def build_kills_itself(hp):
     return model
 
 
+def build_slow(hp):
+    import time
+
+    import multiprocessing
+
+    if multiprocessing.current_process().name != "MainProcess":
+        time.sleep(60)
+    return build_model(hp)
+
+
 import keras  # noqa: E402
 
 
@@ -64,6 +75,20 @@ class KillOnceAtEpoch(keras.callbacks.Callback):
         if epoch == self.epoch and not os.path.exists(self.marker):
             open(self.marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CorruptCheckpointAndKillOnce(KillOnceAtEpoch):
+    """As KillOnceAtEpoch, and first damages the checkpoint the next attempt would resume from."""
+
+    def __init__(self, marker, epoch, checkpoint):
+        super().__init__(marker, epoch)
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and not os.path.exists(self.marker):
+            with open(self.checkpoint, "r+b") as handle:
+                handle.write(b"garbage")
+        super().on_epoch_end(epoch, logs)
 '''
 
 
@@ -90,6 +115,8 @@ def test_trials_complete_with_every_epoch_and_a_verified_checkpoint(store: Store
         assert checkpoint.sha256 == sha256_of(Path(checkpoint.uri))
         assert checkpoint.size_bytes == Path(checkpoint.uri).stat().st_size
         assert Path(checkpoint.uri).is_relative_to(tmp_path / "artifacts" / "tiny" / "trials")
+        # Earlier epochs' files were removed once the newer one was recorded.
+        assert [p.name for p in Path(checkpoint.uri).parent.iterdir()] == ["checkpoint-0003.weights.h5"]
 
 
 def test_a_killed_trial_resumes_from_its_last_checkpoint(store: Store, tmp_path: Path) -> None:
@@ -200,3 +227,36 @@ def _hp(space: dict, params: dict):  # type: ignore[no-untyped-def, type-arg]
     import keras_tuner as kt
 
     return kt.HyperParameters.from_config({"space": space["space"], "values": params})
+
+
+def test_a_trial_past_its_timeout_fails_and_the_worker_goes_on(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, build="build_slow", max_trials=2, max_epochs=1)
+    path.write_text(
+        path.read_text().replace("[fit]", "[fit]").replace("max_epochs = 1", "max_epochs = 1\ntrial_timeout = 3")
+    )
+    started = time.monotonic()
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    assert time.monotonic() - started < 40
+    trials = store.trials(store.study("tiny").id)
+    assert [t.state for t in trials] == [TrialState.FAILED] * 2
+    assert all("timed out after 3s" in (t.error or "") for t in trials)
+
+
+def test_an_unusable_checkpoint_restarts_the_trial_from_scratch(store: Store, tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    checkpoint = tmp_path / "artifacts" / "tiny" / "trials" / "0" / "checkpoint-0001.weights.h5"
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, max_trials=1, max_epochs=3)
+    callback = (
+        f'{{ name = "tiny.py:CorruptCheckpointAndKillOnce", marker = "{marker}", epoch = 1, '
+        f'checkpoint = "{checkpoint}" }}'
+    )
+    path.write_text(path.read_text().replace("[fit]", f"[fit]\ncallbacks = [{callback}]"))
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    trial = store.trials(store.study("tiny").id)[0]
+    assert trial.state == TrialState.COMPLETED
+    assert "restarted from scratch" in (trial.error or "")
+    attempts = store.attempts(trial.id)
+    assert [(a.attempt, a.start_epoch, a.outcome) for a in attempts] == [(1, 0, "LOST"), (2, 0, "COMPLETED")]
+    assert attempts[0].last_checkpoint_epoch == 1
+    assert sorted(store.metrics(trial.id)) == [1, 2, 3]
+    assert Path(f"{marker}.log").read_text().split() == ["0", "1", "0", "1", "2"]

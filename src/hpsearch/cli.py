@@ -35,6 +35,8 @@ DbOption = Annotated[
 ArtifactsOption = Annotated[
     Path, typer.Option("--artifacts", envvar="HPSEARCH_ARTIFACTS", help="Artifact root for checkpoints and models.")
 ]
+# Workers and coordinators ride out a database restart this long (reconnecting with backoff).
+RETRY_SECONDS = 600.0
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -84,6 +86,24 @@ def study_resume(study: str, db: DbOption = None) -> None:
     _set_state(study, db, StudyState.RUNNING)
 
 
+@app.command()
+def gc(
+    study: str,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; delete nothing.")] = False,
+) -> None:
+    """Free checkpoints no resume or promotion needs any more (the best trial's is kept)."""
+    from hpsearch.retention import collect
+
+    store = open_store(db)
+    result = collect(store, store.study(study), dry_run=dry_run)
+    verb = "would free" if dry_run else "freed"
+    out.print(
+        f"{study}: {verb} {result.freed} checkpoints ({result.freed_bytes / 1e6:.1f} MB); kept {result.kept}",
+        highlight=False,
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Create or migrate the schema to this version of hpsearch."""
@@ -101,12 +121,14 @@ def coordinator(
     db: DbOption = None,
     study: Annotated[list[str] | None, typer.Option("--study", help="Only these studies (repeatable).")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Exit when no watched study is running.")] = False,
+    lease: Annotated[float, typer.Option(min=1, help="Seconds a standby waits before taking a study over.")] = 10.0,
 ) -> None:
-    """Run the coordinator loop for every running study (or the named ones)."""
+    """Run the coordinator loop for every running study (or the named ones). Start a second one elsewhere
+    as a standby: it takes over a study within two lease periods of the first one's death."""
     from hpsearch.coordinator import Coordinator
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
-    Coordinator(open_store(db), study).run(until_done=exit_when_done)
+    Coordinator(open_store(db, retry_seconds=RETRY_SECONDS), study, lease_seconds=lease).run(until_done=exit_when_done)
 
 
 @app.command()
@@ -123,7 +145,7 @@ def worker(
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
     Worker(
-        open_store(db),
+        open_store(db, retry_seconds=RETRY_SECONDS),
         gpu=gpu,
         study=study,
         max_trials=max_trials,

@@ -1,15 +1,21 @@
-"""The coordinator loop: expire leases, ask each running study's strategy for trials, queue them, and
-close studies that are done. Never imports keras; its state is the database, so a restart resumes."""
+"""The coordinator loop: expire leases, ask each running study's strategy for trials, queue them, apply
+stops and budgets, and close studies that are done. Never imports keras; its state is the database, so a
+restart resumes, and a second coordinator stands by: each study is planned by the holder of its lease.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Study
-from hpsearch.strategies import make_strategy
+from hpsearch.store.models import Study, utcnow
+from hpsearch.strategies import NewTrial, TrialView, make_strategy
 from hpsearch.study import study_context
 
 log = logging.getLogger("hpsearch.coordinator")
@@ -17,14 +23,30 @@ log = logging.getLogger("hpsearch.coordinator")
 LIVE_WORKER_SECONDS = 30.0
 
 
+def _epochs_committed(history: Sequence[TrialView]) -> int:
+    """Epochs trained by finished trials plus epochs reserved by queued and running ones."""
+    return sum(
+        max(0, t.epochs_done - t.initial_epoch) if t.finished else t.budget_epochs - t.initial_epoch for t in history
+    )
+
+
 class Coordinator:
     def __init__(
-        self, store: Store, studies: Sequence[str] | None = None, *, poll_seconds: float = 0.5, prefetch: int = 1
+        self,
+        store: Store,
+        studies: Sequence[str] | None = None,
+        *,
+        poll_seconds: float = 0.5,
+        prefetch: int = 2,
+        lease_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.study_names = list(studies) if studies else None
         self.poll_seconds = poll_seconds
-        self.prefetch = prefetch  # trials queued beyond one per live worker, so no worker waits on a tick
+        # Trials queued beyond one per live worker: workers never wait on a tick, nor on a failover.
+        self.prefetch = prefetch
+        self.lease_seconds = lease_seconds
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def running_studies(self) -> list[Study]:
         studies = self.store.studies([StudyState.RUNNING])
@@ -33,44 +55,92 @@ class Coordinator:
         return studies
 
     def tick(self) -> list[Study]:
-        """One pass over every running study; returns the studies still running."""
+        """One pass over every running study whose lease this coordinator holds; returns the running
+        studies (held or not)."""
         studies = self.running_studies()
         if studies:
             expired = self.store.expire_leases({s.id: s.spec["search"]["max_retries"] for s in studies})
             if expired:
                 log.warning("%d trial leases expired; trials re-queued", expired)
         target = max(1, self.store.live_workers(LIVE_WORKER_SECONDS)) + self.prefetch
-        return [study for study in studies if self.step(study, target)]
+        running = []
+        for study in studies:
+            if not self.store.hold_coordinator_lease(study.id, self.name, self.lease_seconds):
+                running.append(study)  # another coordinator plans it; this one stands by
+                continue
+            if self.step(study, target):
+                running.append(study)
+        return running
 
     def step(self, study: Study, target_queued: int) -> bool:
         """Plan trials for one study; returns False when the study has ended."""
         study = self.store.study_by_id(study.id)  # the space may have grown (parameters declared in fit)
-        limit = study.spec["search"]["max_consecutive_failures"]
+        search = study.spec["search"]
+        limit = search["max_consecutive_failures"]
         failures = self.store.consecutive_failures(study.id)
         if failures >= limit:
             message = f"{failures} consecutive trials failed (max_consecutive_failures = {limit})"
             self.store.set_study_state(study.id, StudyState.FAILED, message)
             log.error("study %s failed: %s", study.name, message)
             return False
-        strategy = make_strategy(study.spec["search"])
+        strategy = make_strategy(search)
         history = self.store.history(study.id, with_curves=strategy.needs_curves)
         context = study_context(study)
+        running = [t.number for t in history if t.state == TrialState.RUNNING]
+        active = any(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in history)
+
+        out_of_time = search.get("max_wall_time") and utcnow() - study.created_at > timedelta(
+            seconds=search["max_wall_time"]
+        )
+        if out_of_time:
+            reason = f"max_wall_time of {search['max_wall_time']:g}s reached"
+            closed = self.store.close_queued(study.id, f"never started: {reason}")
+            if running:
+                self.store.request_stop(study.id, running)
+            if closed or running:
+                log.info("study %s: %s; %d queued closed, stopping %s", study.name, reason, closed, running)
+            return self._finish_when_idle(study, active=bool(running), message=reason)
+
         stop = strategy.to_stop(context, history)
         if stop:
             self.store.request_stop(study.id, stop)
             log.info("study %s: stopping trials %s", study.name, stop)
         queued = sum(t.state == TrialState.QUEUED for t in history)
         new = strategy.plan(context, history, max(0, target_queued - queued))
+        new, out_of_epochs = self._within_epoch_budget(search, history, new)
         if new:
             numbers = self.store.add_trials(study, new)
             log.info("study %s: queued trials %s", study.name, numbers)
             return True
-        active = any(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in history)
+        if out_of_epochs:
+            return self._finish_when_idle(study, active, f"max_total_epochs of {search['max_total_epochs']} reached")
         if not active and strategy.is_finished(context, history):
-            self.store.set_study_state(study.id, StudyState.COMPLETED)
-            log.info("study %s completed", study.name)
-            return False
+            return self._finish_when_idle(study, active=False, message=None)
         return True
+
+    def _within_epoch_budget(
+        self, search: dict, history: Sequence[TrialView], planned: list[NewTrial]
+    ) -> tuple[list[NewTrial], bool]:
+        """Keep the planned trials that fit max_total_epochs; True when the budget stopped planning."""
+        budget = search.get("max_total_epochs")
+        if budget is None:
+            return planned, False
+        committed = _epochs_committed(history)
+        kept = []
+        for trial in planned:
+            cost = trial.budget_epochs - trial.initial_epoch
+            if committed + cost > budget:
+                return kept, True
+            committed += cost
+            kept.append(trial)
+        return kept, committed >= budget
+
+    def _finish_when_idle(self, study: Study, active: bool, message: str | None) -> bool:
+        if active:
+            return True
+        self.store.set_study_state(study.id, StudyState.COMPLETED, message)
+        log.info("study %s completed%s", study.name, f": {message}" if message else "")
+        return False
 
     def run(self, *, until_done: bool = False, on_tick: Callable[[], None] | None = None) -> None:
         """Loop forever, or until no watched study is running (``until_done``)."""

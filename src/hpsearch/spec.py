@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import SpecError
 
@@ -45,6 +45,24 @@ def infer_direction(metric: str) -> Direction | None:
     if any(token in name for token in _MAXIMIZED):
         return "max"
     return None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: Any) -> Any:
+    """``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+        if match is None:
+            raise ValueError("must be seconds or a duration such as '90s', '15m', '2h'")
+        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -117,6 +135,10 @@ class SearchSection(_Strict):
     max_epochs: int = Field(gt=0, le=100_000)
     max_retries: int = Field(default=1, ge=0, le=100)
     max_consecutive_failures: int = Field(default=3, gt=0)
+    # Study-wide budgets, honoured exactly across all workers; and a limit per trial. Seconds, or "90m", "2h".
+    max_wall_time: Duration | None = None
+    max_total_epochs: int | None = Field(default=None, gt=0)
+    trial_timeout: Duration | None = None
     # Algorithm options; defaults follow Keras Tuner where it has the same algorithm.
     factor: int = Field(default=3, ge=2, le=100)
     hyperband_iterations: int = Field(default=1, gt=0, le=1000)
@@ -131,7 +153,16 @@ class SearchSection(_Strict):
     def _options_of_algorithm(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("algorithm", "random"), str):
             algorithm = data.get("algorithm", "random")
-            common = {"algorithm", "max_trials", "max_epochs", "max_retries", "max_consecutive_failures"}
+            common = {
+                "algorithm",
+                "max_trials",
+                "max_epochs",
+                "max_retries",
+                "max_consecutive_failures",
+                "max_wall_time",
+                "max_total_epochs",
+                "trial_timeout",
+            }
             allowed = ALGORITHM_OPTIONS.get(algorithm)
             if allowed is not None:
                 for key, value in data.items():

@@ -20,7 +20,7 @@ import keras_tuner as kt
 from hpsearch.loading import check_model, load_hypermodel, load_object, open_dataset
 from hpsearch.space import Value
 
-CHECKPOINT_NAME = "checkpoint.weights.h5"
+CHECKPOINT_PATTERN = "checkpoint-{epoch:04d}.weights.h5"
 # A metric hpsearch logs itself when an objective names it (e.g. accuracy against model size).
 NUM_PARAMS = "num_params"
 
@@ -91,16 +91,17 @@ class Reporter(keras.callbacks.Callback):
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {done}")
-        self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir))))
+        self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
         if self.stop.is_set():
             self.model.stop_training = True
 
 
-def save_checkpoint(model: keras.Model, directory: Path) -> tuple[str, str, int]:
-    """Atomically write weights and optimizer state; returns (path, sha256, size)."""
+def save_checkpoint(model: keras.Model, directory: Path, epoch: int) -> tuple[str, str, int]:
+    """Atomically write weights and optimizer state after ``epoch``; returns (path, sha256, size). Each
+    epoch gets its own file: the one the database names is never being overwritten."""
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / CHECKPOINT_NAME
-    temporary = directory / f".{CHECKPOINT_NAME}.{os.getpid()}.tmp.weights.h5"
+    final = directory / CHECKPOINT_PATTERN.format(epoch=epoch)
+    temporary = directory / f".{final.name}.{os.getpid()}.tmp.weights.h5"
     model.save_weights(temporary)
     digest, size = sha256_of(temporary), temporary.stat().st_size
     os.replace(temporary, final)
@@ -110,6 +111,8 @@ def save_checkpoint(model: keras.Model, directory: Path) -> tuple[str, str, int]
 def restore_checkpoint(model: keras.Model, path: str, sha256: str | None) -> None:
     """Load weights and optimizer state. The optimizer is built first: a fresh optimizer has no slots,
     and Keras then silently skips its saved state (Keras Tuner's promotion bug under Keras 3)."""
+    if not Path(path).is_file():
+        raise TrialFailed(f"checkpoint {path} is missing")
     if sha256 is not None and sha256_of(Path(path)) != sha256:
         raise TrialFailed(f"checkpoint {path} does not match its sha256")
     model.optimizer.build(model.trainable_variables)
@@ -139,8 +142,15 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         hp.ensure_active_values()
         model = hypermodel.build(hp)
         check_model(model, task.hypermodel)
+        initial_epoch = task.initial_epoch
         if task.resume_from is not None:
-            restore_checkpoint(model, task.resume_from, task.resume_sha256)
+            try:
+                restore_checkpoint(model, task.resume_from, task.resume_sha256)
+            except (TrialFailed, OSError, ValueError) as exc:
+                # An unusable checkpoint costs the epochs it held, not the trial.
+                conn.send(("restart", f"checkpoint unusable ({exc}); restarted from scratch"))
+                model = hypermodel.build(hp)
+                initial_epoch = 0
         data = open_dataset(Path(task.data_dir))
         train, validation = data["train"], data["validation"]
         fit_kwargs: dict[str, Any] = {
@@ -148,7 +158,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
             "y": train.y,
             "validation_data": (validation.x, validation.y),
             "epochs": task.budget_epochs,
-            "initial_epoch": task.initial_epoch,
+            "initial_epoch": initial_epoch,
             "callbacks": [*make_callbacks(task.callbacks, task.base_dir), Reporter(task, conn, stop)],
             "shuffle": task.shuffle,
             "verbose": 0,
@@ -157,7 +167,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
             fit_kwargs["batch_size"] = task.batch_size
         if task.class_weight:
             fit_kwargs["class_weight"] = task.class_weight
-        if task.initial_epoch < task.budget_epochs:
+        if initial_epoch < task.budget_epochs:
             hypermodel.fit(hp, model, **fit_kwargs)
         conn.send(("done", dict(hp.values), hp.get_config()["space"]))
     except TrialFailed as exc:

@@ -35,6 +35,10 @@ class _StudyCache:
     data_dir: Path
 
 
+def _nothing() -> None:
+    """The fork server's first child: starting it starts the server."""
+
+
 def describe_exit(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -77,6 +81,11 @@ class Worker:
                 os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["hpsearch.training"])
+            # Start the fork server (it imports keras: seconds) before claiming anything, so no lease runs
+            # out while a first trial waits for it.
+            warm_up = context.Process(target=_nothing)
+            warm_up.start()
+            warm_up.join()
             self._context = context
         return self._context
 
@@ -86,6 +95,7 @@ class Worker:
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.scratch = Path(tempfile.mkdtemp(prefix="hpsearch-worker-"))
         self.cache = {}
+        self._process_context()
         self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu)
         log.info("worker %s started", self.name)
         ran = 0
@@ -185,9 +195,15 @@ class _TrialRun:
         child.start()
         sender.close()
         heartbeat = self.cached.spec.run.heartbeat_seconds
-        next_beat = time.monotonic() + heartbeat
+        next_beat = time.monotonic()  # renew at once: loading the study's data may have taken a while
+        timeout = self.cached.spec.search.trial_timeout
+        deadline = time.monotonic() + timeout if timeout else None
         lost = False
         while not lost:
+            if deadline is not None and time.monotonic() > deadline and child.is_alive():
+                child.kill()
+                self.outcome = (TrialState.FAILED, f"timed out after {timeout:g}s (search.trial_timeout)")
+                break
             if receiver.poll(0.2):
                 try:
                     message = receiver.recv()
@@ -236,7 +252,7 @@ class _TrialRun:
             )
         if kind == "checkpoint":
             _, epoch, uri, sha256, size = message
-            self.store.record_checkpoint(
+            replaced = self.store.record_checkpoint(
                 Artifact(
                     study_id=study.id,
                     trial_id=self.claimed.trial_id,
@@ -247,6 +263,8 @@ class _TrialRun:
                     size_bytes=size,
                 )
             )
+            if replaced is not None:
+                Path(replaced).unlink(missing_ok=True)
         elif kind == "done":
             _, values, space_entries = message
             self.extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
@@ -254,4 +272,7 @@ class _TrialRun:
             self.outcome = (TrialState.COMPLETED, None)
         elif kind == "failed":
             self.outcome = (TrialState.FAILED, message[1])
+        elif kind == "restart":
+            log.warning("trial %d: %s", self.claimed.number, message[1])
+            self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, message[1])
         return True

@@ -7,15 +7,15 @@ from hpsearch.store.models import StudyState, TrialState
 from hpsearch.store.repository import ClaimedTrial, Store
 
 
-def open_store(url: str | None, *, create: bool = False) -> Store:
+def open_store(url: str | None, *, create: bool = False, retry_seconds: float = 0.0) -> Store:
     """Connect to ``url`` (or HPSEARCH_DB, or ./hpsearch.db). ``create`` migrates the schema to this
-    version; otherwise the schema must already be there."""
+    version; otherwise the schema must already be there. ``retry_seconds``: see :class:`Store`."""
     engine = make_engine(resolve_url(url))
     if create:
         upgrade(engine)
     else:
         require_schema(engine)
-    return Store(engine)
+    return Store(engine, retry_seconds=retry_seconds)
 
 
 __all__ = ["ClaimedTrial", "Store", "StudyState", "TrialState", "mask_url", "open_store", "resolve_url"]

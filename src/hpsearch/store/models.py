@@ -124,6 +124,33 @@ class Trial(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
 
 
+class TrialAttempt(Base):
+    """One claim of a trial by a worker: where it started and how far it checkpointed before it ended."""
+
+    __tablename__ = "trial_attempts"
+    __table_args__ = (UniqueConstraint("trial_id", "attempt", name="uq_trial_attempts_trial_attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), default=None)
+    start_epoch: Mapped[int] = mapped_column(Integer)
+    last_checkpoint_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class CoordinatorLease(Base):
+    """Per study, the coordinator that may plan its trials now; a standby takes over when the lease lapses."""
+
+    __tablename__ = "coordinator_leases"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class TrialParam(Base):
     __tablename__ = "trial_params"
     __table_args__ = (UniqueConstraint("trial_id", "name", name="uq_trial_params_trial_name"),)

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from hpsearch.errors import UsageError
+from hpsearch.errors import StoreError, UsageError
 from hpsearch.space import Value
 from hpsearch.store.db import connection_error
 from hpsearch.store.models import (
     FINISHED_STATES,
     Artifact,
+    CoordinatorLease,
     Study,
     StudyState,
     Trial,
+    TrialAttempt,
     TrialMetric,
     TrialParam,
     TrialState,
@@ -30,6 +35,8 @@ from hpsearch.store.models import (
     utcnow,
 )
 from hpsearch.strategies.base import NewTrial, TrialView
+
+log = logging.getLogger("hpsearch.store")
 
 HeartbeatAnswer = Literal["continue", "stop", "pause", "lost"]
 
@@ -73,8 +80,13 @@ def _finite_or_none(value: float) -> float | None:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    """Every query of hpsearch. With ``retry_seconds`` (workers and coordinators), a lost connection is
+    retried with backoff for that long, so a database restart pauses them instead of ending them; every
+    method is one transaction and safe to repeat (metric writes are idempotent)."""
+
+    def __init__(self, engine: Engine, retry_seconds: float = 0.0) -> None:
         self.engine = engine
+        self.retry_seconds = retry_seconds
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -242,7 +254,7 @@ class Store:
             ).all()
             for trial in expired:
                 reason = f"lease expired at {trial.lease_expires_at:%Y-%m-%d %H:%M:%S} (worker {trial.worker_id} lost)"
-                _retry_or_fail(trial, reason, max_retries_by_study.get(trial.study_id, 0), now)
+                _retry_or_fail(session, trial, reason, max_retries_by_study.get(trial.study_id, 0), now)
                 expired_count += 1
         return expired_count
 
@@ -275,17 +287,22 @@ class Store:
             trial.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
             trial.started_at = trial.started_at or now
             trial.stop_requested = False
-            # A trial that trained before (lost lease) resumes from its own last checkpoint; a new trial
-            # promoted from a parent (Hyperband) continues from the parent's.
-            source_id = trial.id if trial.epochs_done else trial.parent_trial_id
+            # Resume from the trial's own last checkpoint (an earlier attempt died), else from the parent's
+            # (a promotion: Hyperband, ASHA), else start at epoch 0.
             checkpoint = None
-            if source_id is not None:
-                checkpoint = session.scalar(
-                    select(Artifact)
-                    .where(Artifact.trial_id == source_id, Artifact.kind == "checkpoint")
-                    .order_by(Artifact.id.desc())
-                    .limit(1)
-                )
+            for source_id in (trial.id, trial.parent_trial_id):
+                if source_id is not None and checkpoint is None:
+                    checkpoint = session.scalar(
+                        select(Artifact)
+                        .where(Artifact.trial_id == source_id, Artifact.kind == "checkpoint")
+                        .order_by(Artifact.id.desc())
+                        .limit(1)
+                    )
+            start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
+            attempts = session.scalar(select(func.count()).where(TrialAttempt.trial_id == trial.id)) or 0
+            session.add(
+                TrialAttempt(trial_id=trial.id, attempt=attempts + 1, worker_id=worker_id, start_epoch=start_epoch)
+            )
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
             return ClaimedTrial(
                 trial_id=trial.id,
@@ -294,7 +311,7 @@ class Store:
                 number=trial.number,
                 params=dict(trial.params),
                 budget_epochs=trial.budget_epochs,
-                initial_epoch=(checkpoint.epoch or 0) if checkpoint else 0,
+                initial_epoch=start_epoch,
                 seed=trial.seed,
                 checkpoint_uri=checkpoint.uri if checkpoint else None,
                 checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
@@ -362,20 +379,28 @@ class Store:
                 ]
             return True
 
-    def record_checkpoint(self, checkpoint: Artifact) -> None:
-        """A trial keeps one checkpoint row, its latest (the file is replaced atomically too)."""
+    def record_checkpoint(self, checkpoint: Artifact) -> str | None:
+        """A trial keeps one checkpoint row, its latest; returns the file it replaces (now free to delete).
+        Each epoch writes a new file, so the row always names a complete file whose sha256 it holds."""
         with self.session() as session:
             existing = session.scalar(
                 select(Artifact)
                 .where(Artifact.trial_id == checkpoint.trial_id, Artifact.kind == "checkpoint")
                 .with_for_update()
             )
+            session.execute(
+                update(TrialAttempt)
+                .where(TrialAttempt.trial_id == checkpoint.trial_id, TrialAttempt.ended_at.is_(None))
+                .values(last_checkpoint_epoch=checkpoint.epoch)
+            )
             if existing is None:
                 session.add(checkpoint)
-            else:
-                existing.epoch, existing.uri = checkpoint.epoch, checkpoint.uri
-                existing.sha256, existing.size_bytes = checkpoint.sha256, checkpoint.size_bytes
-                existing.created_at = utcnow()
+                return None
+            replaced = existing.uri
+            existing.epoch, existing.uri = checkpoint.epoch, checkpoint.uri
+            existing.sha256, existing.size_bytes = checkpoint.sha256, checkpoint.size_bytes
+            existing.created_at = utcnow()
+            return replaced if replaced != checkpoint.uri else None
 
     def finish(
         self,
@@ -390,6 +415,7 @@ class Store:
             trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
             if trial is None:
                 return False
+            _end_attempt(session, trial.id, state, now)
             trial.state = state
             trial.finished_at = now
             trial.lease_expires_at = None
@@ -406,6 +432,9 @@ class Store:
     def release(self, trial_id: int, worker_id: int) -> None:
         """Give a trial back to the queue unharmed (its study was stopped); it resumes from its checkpoint."""
         with self.session() as session:
+            if session.scalar(select(Trial.id).where(self._owned(trial_id, worker_id))) is None:
+                return
+            _end_attempt(session, trial_id, "RELEASED", utcnow())
             session.execute(
                 update(Trial)
                 .where(self._owned(trial_id, worker_id))
@@ -421,9 +450,69 @@ class Store:
             if trial is None:
                 return None
             study = session.get_one(Study, trial.study_id)
-            _retry_or_fail(trial, reason, study.spec["search"]["max_retries"], utcnow())
+            _retry_or_fail(session, trial, reason, study.spec["search"]["max_retries"], utcnow())
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
             return trial.state
+
+    def restart_from_scratch(self, trial_id: int, worker_id: int, reason: str) -> None:
+        """Its checkpoint was unusable: forget the trial's progress (metrics, objective) and say why."""
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
+            if trial is None:
+                return
+            session.execute(delete(TrialMetric).where(TrialMetric.trial_id == trial_id))
+            session.execute(
+                update(TrialAttempt)
+                .where(TrialAttempt.trial_id == trial_id, TrialAttempt.ended_at.is_(None))
+                .values(start_epoch=0)
+            )
+            trial.objective = trial.best_epoch = trial.objective_values = None
+            trial.epochs_done = 0
+            trial.error = f"{trial.error}\n{reason}" if trial.error else reason
+
+    def hold_coordinator_lease(self, study_id: int, holder: str, lease_seconds: float) -> bool:
+        """Take or renew the study's coordinator lease; False while another live coordinator holds it."""
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        with self.session() as session:
+            lease = session.scalar(
+                select(CoordinatorLease).where(CoordinatorLease.study_id == study_id).with_for_update()
+            )
+            if lease is None:
+                session.add(CoordinatorLease(study_id=study_id, holder=holder, expires_at=expires))
+                try:
+                    session.flush()
+                except IntegrityError:  # another coordinator created the row at the same moment
+                    return False
+                return True
+            if lease.holder != holder and lease.expires_at > now:
+                return False
+            lease.holder, lease.expires_at = holder, expires
+            return True
+
+    def close_queued(self, study_id: int, reason: str) -> int:
+        """A budget ran out: trials still waiting will never start (PRUNED, with the reason)."""
+        with self.session() as session:
+            result = session.execute(
+                update(Trial)
+                .where(Trial.study_id == study_id, Trial.state == TrialState.QUEUED)
+                .values(state=TrialState.PRUNED, error=reason, finished_at=utcnow())
+            )
+            return int(result.rowcount or 0)
+
+    def checkpoints(self, study_id: int) -> list[Artifact]:
+        query = select(Artifact).where(Artifact.study_id == study_id, Artifact.kind == "checkpoint")
+        with self.session() as session:
+            return list(session.scalars(query.order_by(Artifact.id)))
+
+    def delete_artifacts(self, artifact_ids: Sequence[int]) -> None:
+        with self.session() as session:
+            session.execute(delete(Artifact).where(Artifact.id.in_(list(artifact_ids))))
+
+    def attempts(self, trial_id: int) -> list[TrialAttempt]:
+        with self.session() as session:
+            query = select(TrialAttempt).where(TrialAttempt.trial_id == trial_id).order_by(TrialAttempt.attempt)
+            return list(session.scalars(query))
 
     def request_stop(self, study_id: int, numbers: Sequence[int]) -> None:
         with self.session() as session:
@@ -500,7 +589,16 @@ class Store:
         return curve
 
 
-def _retry_or_fail(trial: Trial, reason: str, max_retries: int, now: Any) -> None:
+def _end_attempt(session: Session, trial_id: int, outcome: str, now: Any) -> None:
+    session.execute(
+        update(TrialAttempt)
+        .where(TrialAttempt.trial_id == trial_id, TrialAttempt.ended_at.is_(None))
+        .values(outcome=outcome, ended_at=now)
+    )
+
+
+def _retry_or_fail(session: Session, trial: Trial, reason: str, max_retries: int, now: Any) -> None:
+    _end_attempt(session, trial.id, "LOST", now)
     trial.error = f"{trial.error}\n{reason}" if trial.error else reason
     trial.retries += 1
     trial.lease_expires_at = None
@@ -520,3 +618,31 @@ def _with_trial(trial_id: int, params: Mapping[str, Value]) -> list[TrialParam]:
         row.trial_id = trial_id
         rows.append(row)
     return rows
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, OperationalError | InterfaceError) or bool(getattr(cause, "connection_invalidated", False))
+
+
+def _retrying(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError as exc:
+                if not _lost_connection(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database unavailable (%s); retrying %s in %.1fs", exc.what, method.__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return wrapper
+
+
+for _name, _method in list(vars(Store).items()):
+    if callable(_method) and not _name.startswith("_") and _name != "session":
+        setattr(Store, _name, _retrying(_method))
