@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.coordinator import Coordinator
-from hpsearch.store import Store, TrialState
+from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Artifact
 from hpsearch.study import create_study
 from hpsearch.training import sha256_of
@@ -260,3 +260,44 @@ def test_an_unusable_checkpoint_restarts_the_trial_from_scratch(store: Store, tm
     assert attempts[0].last_checkpoint_epoch == 1
     assert sorted(store.metrics(trial.id)) == [1, 2, 3]
     assert Path(f"{marker}.log").read_text().split() == ["0", "1", "0", "1", "2"]
+
+
+SLOW = """
+
+import time as _time
+
+import keras as _keras
+
+
+class SlowEpochs(_keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        _time.sleep(0.7)
+"""
+
+
+def test_stopping_a_study_releases_its_trial_and_resuming_continues_it(store: Store, tmp_path: Path) -> None:
+    import threading
+
+    path = write_tiny_study(tmp_path, extra_module=SLOW, max_trials=1, max_epochs=6)
+    path.write_text(path.read_text().replace("[fit]", '[fit]\ncallbacks = [{ name = "tiny.py:SlowEpochs" }]'))
+    study, _ = create_study(store, path, tmp_path / "artifacts")
+    Coordinator(store, ["tiny"]).step(study, target_queued=1)
+
+    def stop_after_two_epochs() -> None:
+        while store.trials(study.id)[0].epochs_done < 2:
+            time.sleep(0.1)
+        store.set_study_state(study.id, StudyState.STOPPED)
+
+    stopper = threading.Thread(target=stop_after_two_epochs)
+    stopper.start()
+    assert Worker(store, study="tiny", max_trials=1, poll_seconds=0.1).run() == 1  # --max-trials 1
+    stopper.join()
+    trial = store.trials(study.id)[0]
+    assert trial.state == TrialState.QUEUED and 2 <= trial.epochs_done < 6
+    store.set_study_state(study.id, StudyState.RUNNING)
+    assert Worker(store, study="tiny", idle_timeout=0, poll_seconds=0.1).run() == 1
+    trial = store.trials(study.id)[0]
+    attempts = store.attempts(trial.id)
+    assert trial.state == TrialState.COMPLETED and sorted(store.metrics(trial.id)) == [1, 2, 3, 4, 5, 6]
+    assert [a.outcome for a in attempts] == ["RELEASED", "COMPLETED"]
+    assert attempts[1].start_epoch == attempts[0].last_checkpoint_epoch >= 2
