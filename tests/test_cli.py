@@ -239,3 +239,40 @@ def test_gc_keeps_the_best_checkpoint_and_frees_the_rest(tmp_path: Path) -> None
     best = json.loads(hpsearch("best", "tiny", "--json", cwd=tmp_path, db=db).stdout)["best"]["number"]
     assert [p.parent.name for p in (tmp_path / "art" / "tiny" / "trials").glob("*/*.h5")] == [str(best)]
     assert table_count(db, "artifacts") == 1
+
+
+def test_show_export_and_optuna_copy(tmp_path: Path) -> None:
+    import optuna
+    import pandas as pd
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    path = write_tiny_study(tmp_path, max_trials=3, max_epochs=2, workers=1)
+    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
+    shown = json.loads(hpsearch("show", "tiny", "1", "--json", cwd=tmp_path, db=db).stdout)
+    assert shown["number"] == 1 and sorted(shown["curve"]) == ["1", "2"]
+    assert [a["outcome"] for a in shown["attempts"]] == ["COMPLETED"]
+    missing = hpsearch("show", "tiny", "7", cwd=tmp_path, db=db)
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: trial 7: no such trial in this study"
+
+    csv = hpsearch("export", "tiny", cwd=tmp_path, db=db)
+    assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("study,number,state,objective")
+    assert hpsearch("export", "tiny", "--format", "parquet", "-o", "t.parquet", cwd=tmp_path, db=db).returncode == 0
+    frame = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(frame["number"]) == [0, 1, 2] and {"param_units", "param_lr"} <= set(frame.columns)
+    curves = json.loads(hpsearch("export", "tiny", "--metrics", "--format", "json", cwd=tmp_path, db=db).stdout)
+    assert {(r["number"], r["epoch"]) for r in curves if r["name"] == "val_accuracy"} == {
+        (n, e) for n in range(3) for e in (1, 2)
+    }
+    bad = hpsearch("export", "tiny", "--format", "xls", cwd=tmp_path, db=db)
+    assert bad.returncode == 2 and "must be one of csv, parquet, json" in bad.stderr
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    copied = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
+    assert copied.returncode == 0 and "copied 3 trials" in copied.stdout
+    loaded = optuna.load_study(study_name="tiny", storage=storage)
+    assert loaded.best_value == max(
+        t["objective"] for t in json.loads(hpsearch("trials", "tiny", "--json", cwd=tmp_path, db=db).stdout)
+    )
+    assert sorted(loaded.trials[0].intermediate_values) == [1, 2]
+    again = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
+    assert again.returncode == 2 and again.stderr.startswith("error: --optuna sqlite:///")

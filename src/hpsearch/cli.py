@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.store import Store, StudyState, mask_url, open_store, resolve_url
+from hpsearch.store.db import scrub
 from hpsearch.store.models import Study, Trial, utcnow
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search and AutoML for Keras 3.")
@@ -392,6 +393,71 @@ def trials(
             row["error"] or "",
         )
     out.print(table)
+
+
+@app.command()
+def show(study: str, number: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One trial: params, state, objective, attempts and its learning curve."""
+    store = open_store(db)
+    item = store.study(study)
+    trial = store.trial(item.id, number)
+    curve = store.metrics(trial.id)
+    attempts = [
+        {
+            "attempt": a.attempt,
+            "start_epoch": a.start_epoch,
+            "last_checkpoint_epoch": a.last_checkpoint_epoch,
+            "outcome": a.outcome,
+        }
+        for a in store.attempts(trial.id)
+    ]
+    if as_json:
+        out.print_json(data={**_trial_dict(trial), "error": trial.error, "attempts": attempts, "curve": curve})
+        return
+    out.print(f"trial {trial.number} of {item.name}: {trial.state}", highlight=False)
+    out.print(f"  params: {_format_params(trial.params)}", highlight=False)
+    objective = f"{trial.objective:.4f}" if trial.objective is not None else "-"
+    out.print(f"  {item.objective_name} = {objective} at epoch {trial.best_epoch}", highlight=False)
+    if trial.error:
+        out.print(f"  error: {trial.error}", highlight=False, markup=False)
+    names = sorted({name for values in curve.values() for name in values})
+    table = Table("epoch", *names, title="learning curve")
+    for epoch, values in curve.items():
+        table.add_row(str(epoch), *(f"{values[n]:.4f}" if values.get(n) is not None else "-" for n in names))
+    out.print(table)
+
+
+@app.command()
+def export(
+    study: str,
+    db: DbOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv | parquet | json")] = "csv",
+    metrics: Annotated[bool, typer.Option("--metrics", help="The learning curves instead of the trials.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default: standard output).")] = None,
+    optuna_url: Annotated[
+        str | None, typer.Option("--optuna", help="Copy the study into this Optuna storage URL instead.")
+    ] = None,
+) -> None:
+    """Trials or learning curves as CSV, Parquet or JSON; or a copy in Optuna's storage (optuna-dashboard)."""
+    from hpsearch.export import metrics_frame, to_optuna, trials_frame, write_frame
+
+    store = open_store(db)
+    item = store.study(study)
+    if optuna_url is not None:
+        import optuna
+        import sqlalchemy
+
+        try:
+            copied = to_optuna(store, item, optuna_url)
+        except (optuna.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"--optuna {mask_url(optuna_url)}", scrub(first_line, optuna_url)) from None
+        out.print(f"copied {copied} trials of {study} to {mask_url(optuna_url)}", highlight=False)
+        return
+    frame = metrics_frame(store, item) if metrics else trials_frame(store, item)
+    text = write_frame(frame, fmt, output)
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def main() -> None:

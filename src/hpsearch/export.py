@@ -1,0 +1,117 @@
+"""Analyst exports: trials and learning curves as pandas frames (CSV, Parquet, JSON), and a copy of a
+study in Optuna's storage format so optuna-dashboard can browse it. Reads the database, never writes it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hpsearch.errors import UsageError
+from hpsearch.space import SearchSpace
+from hpsearch.store import Store
+from hpsearch.store.models import Study
+
+FORMATS = ("csv", "parquet", "json")
+
+
+def trials_frame(store: Store, study: Study) -> pd.DataFrame:
+    """One row per trial; each parameter in a ``param_<name>`` column."""
+    records = []
+    for trial in store.trials(study.id):
+        record: dict[str, Any] = {
+            "study": study.name,
+            "number": trial.number,
+            "state": trial.state,
+            "objective": trial.objective,
+            "best_epoch": trial.best_epoch,
+            "epochs_done": trial.epochs_done,
+            "budget_epochs": trial.budget_epochs,
+            "initial_epoch": trial.initial_epoch,
+            "bracket": trial.bracket,
+            "rung": trial.rung,
+            "retries": trial.retries,
+            "duration_seconds": trial.duration_seconds,
+            "started_at": trial.started_at,
+            "finished_at": trial.finished_at,
+            "error": trial.error,
+        }
+        record.update({f"param_{name}": value for name, value in trial.params.items()})
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def metrics_frame(store: Store, study: Study) -> pd.DataFrame:
+    """Learning curves in long form: trial number, epoch, metric name, value."""
+    records = [
+        {"study": study.name, "number": trial.number, "epoch": epoch, "name": name, "value": value}
+        for trial in store.trials(study.id)
+        for epoch, values in store.metrics(trial.id).items()
+        for name, value in values.items()
+    ]
+    return pd.DataFrame.from_records(records, columns=["study", "number", "epoch", "name", "value"])
+
+
+def write_frame(frame: pd.DataFrame, fmt: str, path: Path | None) -> str | None:
+    """Write to ``path``, or return the text (CSV and JSON) for standard output."""
+    if fmt not in FORMATS:
+        raise UsageError("--format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "parquet":
+        if path is None:
+            raise UsageError("--format parquet", "needs an output file (-o FILE)")
+        frame.to_parquet(path, index=False)
+        return None
+    text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", date_format="iso")
+    if path is None:
+        return text
+    path.write_text(text)
+    return None
+
+
+def to_optuna(store: Store, study: Study, url: str) -> int:
+    """Copy finished trials (params, objective values, per-epoch objective) into an Optuna storage."""
+    import optuna
+
+    from hpsearch.strategies.samplers import _distribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objectives = study.objectives or [{"name": study.objective_name, "direction": study.direction}]
+    target = optuna.create_study(
+        storage=url,
+        study_name=study.name,
+        load_if_exists=False,
+        directions=["maximize" if o["direction"] == "max" else "minimize" for o in objectives],
+    )
+    distributions = {p.name: _distribution(p) for p in SearchSpace(study.space).params if p.kind != "fixed"}
+    states = {
+        "COMPLETED": optuna.trial.TrialState.COMPLETE,
+        "PRUNED": optuna.trial.TrialState.PRUNED,
+        "FAILED": optuna.trial.TrialState.FAIL,
+    }
+    copied = 0
+    for trial in store.trials(study.id):
+        state = states.get(trial.state)
+        values = trial.objective_values if len(objectives) > 1 else [trial.objective]
+        complete = values is not None and all(v is not None and math.isfinite(v) for v in values)
+        if state is None or (state == optuna.trial.TrialState.COMPLETE and not complete):
+            continue
+        params = {k: v for k, v in trial.params.items() if k in distributions}
+        curve = {
+            epoch: metrics[study.objective_name]
+            for epoch, metrics in store.metrics(trial.id).items()
+            if metrics.get(study.objective_name) is not None
+        }
+        target.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                params=params,
+                distributions={k: distributions[k] for k in params},
+                values=list(values) if state == optuna.trial.TrialState.COMPLETE else None,  # type: ignore[arg-type]
+                intermediate_values=curve,
+                user_attrs={"hpsearch_number": trial.number, "best_epoch": trial.best_epoch},
+            )
+        )
+        copied += 1
+    return copied
