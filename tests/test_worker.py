@@ -301,3 +301,19 @@ def test_stopping_a_study_releases_its_trial_and_resuming_continues_it(store: St
     assert trial.state == TrialState.COMPLETED and sorted(store.metrics(trial.id)) == [1, 2, 3, 4, 5, 6]
     assert [a.outcome for a in attempts] == ["RELEASED", "COMPLETED"]
     assert attempts[1].start_epoch == attempts[0].last_checkpoint_epoch >= 2
+
+
+def test_tensorboard_logs_carry_the_trial_hparams(store: Store, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = write_tiny_study(tmp_path, max_trials=1, max_epochs=2)
+    path.write_text(path.read_text().replace("[run]", "[run]\ntensorboard = true"))
+    run_study(store, path, tmp_path / "artifacts")
+    logdir = tmp_path / "artifacts" / "tiny" / "tensorboard" / "trial-0"
+    events = EventAccumulator(str(logdir), size_guidance={"tensors": 0}).Reload()
+    plugins = events.PluginTagToContent("hparams")
+    assert plugins, "no HParams summary"
+    trial = store.trials(store.study("tiny").id)[0]
+    content = b"".join(plugins.values())
+    assert all(name.encode() in content for name in trial.params)
+    assert (logdir / "train").is_dir() and (logdir / "validation").is_dir()

@@ -217,6 +217,8 @@ class RunSection(_Strict):
     workers: int = Field(default=2, gt=0, le=256)
     lease_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Per-trial TensorBoard logs with HParams under <artifacts>/<study>/tensorboard (TensorFlow backend).
+    tensorboard: bool = False
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> RunSection:

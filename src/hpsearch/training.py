@@ -47,6 +47,7 @@ class TrialTask:
     shuffle: bool = True
     class_weight: dict[int, float] = field(default_factory=dict)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
+    tensorboard_dir: str | None = None
 
 
 class TrialFailed(Exception):
@@ -131,6 +132,18 @@ def make_callbacks(specs: list[dict[str, Any]], base_dir: str) -> list[keras.cal
     return callbacks
 
 
+def tensorboard_callbacks(task: TrialTask, params: dict[str, Any]) -> list[keras.callbacks.Callback]:
+    """TensorBoard logs for the trial, with its parameters in the HParams dashboard (TensorFlow only)."""
+    if task.tensorboard_dir is None or keras.backend.backend() != "tensorflow":
+        return []
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    with tf.summary.create_file_writer(task.tensorboard_dir).as_default():
+        hparams_api.hparams(dict(params), trial_id=f"{task.study_name}/{task.number}")
+    return [keras.callbacks.TensorBoard(log_dir=task.tensorboard_dir)]
+
+
 def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
     """Child process entry point. Always ends by sending ("done", ...) or ("failed", reason)."""
     try:
@@ -159,7 +172,11 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
             "validation_data": (validation.x, validation.y),
             "epochs": task.budget_epochs,
             "initial_epoch": initial_epoch,
-            "callbacks": [*make_callbacks(task.callbacks, task.base_dir), Reporter(task, conn, stop)],
+            "callbacks": [
+                *make_callbacks(task.callbacks, task.base_dir),
+                *tensorboard_callbacks(task, hp.values),
+                Reporter(task, conn, stop),
+            ],
             "shuffle": task.shuffle,
             "verbose": 0,
         }

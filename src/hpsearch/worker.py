@@ -159,6 +159,9 @@ class Worker:
             shuffle=spec.fit.shuffle,
             class_weight={int(k): v for k, v in spec.fit.class_weight.items()},
             callbacks=[{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
+            tensorboard_dir=str(Path(study.artifact_root) / study.name / "tensorboard" / f"trial-{claimed.number}")
+            if spec.run.tensorboard
+            else None,
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
