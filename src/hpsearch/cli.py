@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,7 +130,10 @@ def coordinator(
     from hpsearch.coordinator import Coordinator
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
-    Coordinator(open_store(db, retry_seconds=RETRY_SECONDS), study, lease_seconds=lease).run(until_done=exit_when_done)
+    store = open_store(db, retry_seconds=RETRY_SECONDS)
+    loop = Coordinator(store, study, lease_seconds=lease)
+    with _Progress(store, loop.running_studies, time.monotonic()) as progress:
+        loop.run(until_done=exit_when_done, on_tick=progress)
 
 
 @app.command()
@@ -187,7 +191,7 @@ def run(
     ]
     started = time.monotonic()
     try:
-        with _Progress(store, study, started) as refresh:
+        with _Progress(store, lambda: [store.study_by_id(study.id)], started) as refresh:
 
             def on_tick() -> None:
                 refresh()
@@ -208,30 +212,39 @@ def run(
 
 
 class _Progress:
-    """Live table on a terminal; one line per change elsewhere (CI logs)."""
+    """A live view of studies on a terminal; one line per change elsewhere (CI logs)."""
 
-    def __init__(self, store: Store, study: Study, started: float) -> None:
-        self.store, self.study, self.started = store, study, started
+    def __init__(self, store: Store, studies: Callable[[], list[Study]], started: float) -> None:
+        self.store, self.studies, self.started = store, studies, started
         self.live: Live | None = None
-        self.last = ""
+        self.last: dict[str, str] = {}
 
-    def _line(self) -> str:
-        counts = self.store.counts(self.study.id)
-        best = self.store.best_trial(self.study)
-        best_text = f"{self.study.objective_name}={best.objective:.4f} (trial {best.number})" if best else "-"
+    def _line(self, study: Study) -> str:
+        counts = self.store.counts(study.id)
+        best = self.store.best_trial(study)
+        best_text = f"{study.objective_name}={best.objective:.4f} (trial {best.number})" if best else "-"
         done = counts["COMPLETED"] + counts["PRUNED"] + counts["FAILED"]
-        return (
-            f"{done}/{self.study.max_trials} done ({counts['FAILED']} failed), {counts['RUNNING']} running, "
+        line = (
+            f"{done}/{study.max_trials} done ({counts['FAILED']} failed), {counts['RUNNING']} running, "
             f"{counts['QUEUED']} queued, best {best_text}"
         )
+        wall_time = study.spec["search"].get("max_wall_time")
+        if wall_time:
+            left = wall_time - (utcnow() - study.created_at).total_seconds()
+            line += f", {max(0.0, left):.0f}s of max_wall_time left"
+        return line
 
     def __call__(self) -> None:
-        line = self._line()
+        lines = {study.name: self._line(study) for study in self.studies()}
         if self.live is not None:
-            self.live.update(f"[bold]{self.study.name}[/] {line}  [dim]{time.monotonic() - self.started:.0f}s[/]")
-        elif line != self.last:
-            out.print(f"[{time.monotonic() - self.started:6.1f}s] {line}", highlight=False)
-        self.last = line
+            elapsed = time.monotonic() - self.started
+            text = "\n".join(f"[bold]{name}[/] {line}" for name, line in lines.items()) or "no running study"
+            self.live.update(f"{text}\n[dim]{elapsed:.0f}s[/]")
+        else:
+            for name, line in lines.items():
+                if self.last.get(name) != line:
+                    out.print(f"[{time.monotonic() - self.started:6.1f}s] {name}: {line}", highlight=False)
+        self.last = lines
 
     def __enter__(self) -> _Progress:
         if out.is_terminal:
