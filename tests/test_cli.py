@@ -276,3 +276,40 @@ def test_show_export_and_optuna_copy(tmp_path: Path) -> None:
     assert sorted(loaded.trials[0].intermediate_values) == [1, 2]
     again = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
     assert again.returncode == 2 and again.stderr.startswith("error: --optuna sqlite:///")
+
+
+def test_sigterm_hands_the_running_trial_back_and_stops_the_worker(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    db = f"sqlite:///{tmp_path / 'term.db'}"
+    slow = (
+        "\n\nimport time as _t\nimport keras as _k\n\n\nclass Slow(_k.callbacks.Callback):\n"
+        "    def on_epoch_end(self, epoch, logs=None):\n        _t.sleep(1)\n"
+    )
+    path = write_tiny_study(tmp_path, extra_module=slow, max_trials=1, max_epochs=30)
+    path.write_text(path.read_text().replace("[fit]", '[fit]\ncallbacks = [{ name = "tiny.py:Slow" }]'))
+    assert hpsearch("study", "create", str(path), cwd=tmp_path, db=db).returncode == 0
+    env = {**os.environ, "HPSEARCH_DB": db, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    coordinator = subprocess.Popen([sys.executable, "-m", "hpsearch", "coordinator"], cwd=tmp_path, env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "hpsearch", "worker"], cwd=tmp_path, env=env)
+    engine = sa.create_engine(db)
+    try:
+        for _ in range(120):
+            with engine.connect() as connection:
+                if connection.execute(sa.text("SELECT epochs_done FROM trials")).scalar() or 0:
+                    break
+            time.sleep(0.5)
+        worker.send_signal(signal.SIGTERM)
+        coordinator.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 130 and coordinator.wait(timeout=60) == 130
+        with engine.connect() as connection:
+            trial = connection.execute(sa.text("SELECT state, retries FROM trials")).one()
+            workers = connection.execute(sa.text("SELECT state FROM workers")).scalars().all()
+            outcome = connection.execute(sa.text("SELECT outcome FROM trial_attempts")).scalar()
+    finally:
+        worker.kill()
+        coordinator.kill()
+        engine.dispose()
+    assert tuple(trial) == ("QUEUED", 0) and outcome == "RELEASED"
+    assert workers == ["STOPPED"]

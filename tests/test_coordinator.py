@@ -190,3 +190,14 @@ def test_a_standby_coordinator_takes_over_when_the_lease_lapses(store: Store) ->
     time.sleep(0.6)  # the first coordinator died: its lease lapses
     assert store.hold_coordinator_lease(study.id, standby.name, 0.5)
     assert not store.hold_coordinator_lease(study.id, first.name, 0.5)
+
+
+def test_a_strategy_that_cannot_plan_fails_its_study_not_the_coordinator(store: Store) -> None:
+    broken = budget_study(store, "broken")
+    healthy = budget_study(store, "healthy")
+    with store.session() as session:
+        session.get_one(Study, broken.id).space = {"space": [{"class_name": "Mystery", "config": {"name": "x"}}]}
+    Coordinator(store).tick()
+    failed = store.study_by_id(broken.id)
+    assert failed.state == StudyState.FAILED and "unsupported hyperparameter class 'Mystery'" in (failed.message or "")
+    assert store.study_by_id(healthy.id).state == StudyState.RUNNING and store.counts(healthy.id)["QUEUED"] > 0

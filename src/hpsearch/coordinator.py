@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from hpsearch.errors import StoreError
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Study, utcnow
 from hpsearch.strategies import NewTrial, TrialView, make_strategy
@@ -68,7 +69,16 @@ class Coordinator:
             if not self.store.hold_coordinator_lease(study.id, self.name, self.lease_seconds):
                 running.append(study)  # another coordinator plans it; this one stands by
                 continue
-            if self.step(study, target):
+            try:
+                still_running = self.step(study, target)
+            except StoreError:
+                raise  # the database stayed away past the store's retries: stop, a restart resumes
+            except Exception as exc:  # a strategy that cannot plan ends its study, not the coordinator
+                message = f"planning failed: {type(exc).__name__}: {exc}"
+                log.exception("study %s: %s", study.name, message)
+                self.store.set_study_state(study.id, StudyState.FAILED, message)
+                still_running = False
+            if still_running:
                 running.append(study)
         return running
 

@@ -67,8 +67,14 @@ code { background: #f4f4f4; padding: 0 3px; }
 
 
 def _e(value: object) -> str:
-    """HTML-escape any user string (quotes too, so it is also safe in attributes)."""
+    """HTML-escape a user string for the page (quotes too, so it is also safe in attributes)."""
     return html.escape(str(value), quote=True)
+
+
+def _t(value: object) -> str:
+    """Escape a user string for plotly, which renders its text as a small HTML dialect (tags like <b>, <br>,
+    <a>) and decodes &lt; &gt; &amp; (but not &quot;), so the reader sees the original characters."""
+    return html.escape(str(value), quote=False)
 
 
 def _fmt(value: object) -> str:
@@ -123,6 +129,7 @@ class _Data:
 def _load(store: Store, study_name: str) -> _Data:
     study = store.study(study_name)
     with store.session() as session:  # one transaction: a consistent view of a study that is still running
+        # (the best trial comes from Store.best_trial, the one definition of "best"; looked up in this view)
         trials = list(session.scalars(select(Trial).where(Trial.study_id == study.id).order_by(Trial.number)))
         metric_rows = session.execute(
             select(TrialMetric.trial_id, TrialMetric.epoch, TrialMetric.value)
@@ -147,14 +154,15 @@ def _load(store: Store, study_name: str) -> _Data:
         if value is not None and math.isfinite(value):
             curves.setdefault(trial_id, {})[epoch] = value
     space = SearchSpace(study.space)
+    best = store.best_trial(study)
     return _Data(
         study=study,
         trials=trials,
         curves=curves,
         attempts=attempts,
         workers=workers,
-        counts=store.counts(study.id),
-        best=store.best_trial(study),
+        counts={state.value: sum(t.state == state for t in trials) for state in TrialState},
+        best=next((t for t in trials if best is not None and t.id == best.id), None),
         space=space,
         axes=_axes(space.params, trials),
         now=utcnow(),
@@ -294,11 +302,18 @@ def _figure_section(key: str, data: _Data, build: Callable[[_Data], Any]) -> str
 
 
 def _figure_html(figure: Any, div_id: str) -> str:
-    return str(
+    """The figure's div and the inline script that draws it. Plotly writes "<", ">" and "/" in the figure's
+    JSON as \\u escapes, so no string in it (parcoords tick labels are unescaped) can close the script;
+    checked here so that a plotly that stopped doing so fails loudly instead of emitting a broken page."""
+    text = str(
         figure.to_html(
             full_html=False, include_plotlyjs=False, div_id=div_id, config=_PLOTLY_CONFIG, default_width="100%"
         )
     )
+    opening = text.index(">", text.index("<script")) + 1
+    if "<" in text[opening : text.rindex("</script>")]:
+        raise RuntimeError(f"plotly left a '<' in the script of figure {div_id}; refusing to embed it")
+    return text
 
 
 def _layout(figure: Any, height: int, **layout: Any) -> Any:
@@ -308,7 +323,7 @@ def _layout(figure: Any, height: int, **layout: Any) -> Any:
 
 
 def _hover(trial: Trial, extra: str = "") -> str:
-    params = "<br>".join(f"{_e(k)} = {_e(_fmt(v))}" for k, v in trial.params.items())
+    params = "<br>".join(f"{_t(k)} = {_t(_fmt(v))}" for k, v in trial.params.items())
     return f"trial #{trial.number}{extra}<br>{params}"
 
 
@@ -321,7 +336,7 @@ def _history_figure(data: _Data) -> Any:
     completed = data.completed
     if not completed:
         return "No completed trial yet."
-    objective = _e(data.study.objective_name)
+    objective = _t(data.study.objective_name)
     figure = go.Figure()
     pruned = [t for t in data.trials if t.state == TrialState.PRUNED and t.objective is not None]
     if pruned:
@@ -366,20 +381,38 @@ def _numeric(value: Any, log: bool) -> float | None:
     return float(value)
 
 
+def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """About ``count`` round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) within [low, high]."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / (count - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first = math.ceil(low / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, math.floor(high / step + 1e-9) + 1)]
+
+
 def _ticks(low: float, high: float, log: bool) -> tuple[list[float], list[str]]:
-    """Tick positions and labels for a numeric parallel-coordinates axis (log axes hold log10 values)."""
-    if log and math.floor(high) - math.ceil(low) >= 1:
-        positions = [float(k) for k in range(math.ceil(low), math.floor(high) + 1)]
-    else:
-        positions = [low + (high - low) * i / 4 for i in range(5)] if high > low else [low]
-    labels = [f"{10**p:.3g}" if log else _fmt(p) for p in positions]
-    return positions, labels
+    """Tick positions and labels for a numeric parallel-coordinates axis (a log axis holds log10 values:
+    ticks at 1, 2 and 5 times powers of ten, or powers of ten alone over many decades)."""
+    if not log:
+        positions = _nice_ticks(low, high)
+        return positions, [_fmt(p) for p in positions]
+    mantissas = (1.0,) if high - low > 3 else (1.0, 2.0, 5.0)
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    positions = [math.log10(m * 10.0**k) for k in decades for m in mantissas]
+    positions = [p for p in positions if low - 1e-9 <= p <= high + 1e-9]
+    if len(positions) < 2:
+        positions = [math.log10(v) for v in _nice_ticks(10**low, 10**high) if v > 0]
+    return positions, [f"{10**p:.3g}" for p in positions]
 
 
 def _dimension(axis: _Axis, values: Sequence[Any]) -> dict[str, Any]:
-    """A parallel-coordinates dimension. Categories become 0, 1, 2... with their (escaped) names as tick
-    labels; a parameter inactive in some trials (a conditional one) gets an extra "(inactive)" tick."""
-    label = _e(axis.name)
+    """A parallel-coordinates dimension. Categories become 0, 1, 2... with their names as tick labels
+    (parcoords sets tick labels as plain text, so these stay unescaped; its axis label is plotly's HTML
+    dialect, so that is escaped); a parameter inactive in some trials (a conditional one) gets an extra
+    "(inactive)" tick below the others."""
+    label = _t(axis.name)
     missing = any(v is None for v in values)
     if not axis.numeric:
         categories = list(axis.categories) + ([None] if missing else [])
@@ -388,7 +421,7 @@ def _dimension(axis: _Axis, values: Sequence[Any]) -> dict[str, Any]:
             "label": label,
             "values": [index[repr(v)] for v in values],
             "tickvals": list(range(len(categories))),
-            "ticktext": [_INACTIVE if c is None else _e(_fmt(c)) for c in categories],
+            "ticktext": [_INACTIVE if c is None else _fmt(c) for c in categories],
             "range": [-0.2, len(categories) - 0.8] if len(categories) > 1 else [-1, 1],
         }
     numbers = [_numeric(v, axis.log) for v in values]
@@ -401,8 +434,7 @@ def _dimension(axis: _Axis, values: Sequence[Any]) -> dict[str, Any]:
         positions, labels = [fill, *positions], [_INACTIVE, *labels]
         numbers = [fill if n is None else n for n in numbers]
         low = fill
-    if axis.log or missing:
-        dimension.update(tickvals=positions, ticktext=labels)
+    dimension.update(tickvals=positions, ticktext=labels)
     dimension.update(values=numbers, range=[low, high] if high > low else [low - 1, high + 1])
     return dimension
 
@@ -417,7 +449,7 @@ def _parallel_figure(data: _Data) -> Any:
         return "No parameter varies between trials."
     objectives = [t.objective for t in completed]
     dimensions = [_dimension(axis, [t.params.get(axis.name) for t in completed]) for axis in data.axes]
-    dimensions.append({"label": _e(data.study.objective_name), "values": objectives})
+    dimensions.append({"label": _t(data.study.objective_name), "values": objectives})
     figure = go.Figure(
         go.Parcoords(
             line={
@@ -425,7 +457,7 @@ def _parallel_figure(data: _Data) -> Any:
                 "colorscale": "Viridis",
                 "reversescale": not data.maximize,
                 "showscale": True,
-                "colorbar": {"title": {"text": _e(data.study.objective_name)}},
+                "colorbar": {"title": {"text": _t(data.study.objective_name)}},
             },
             dimensions=dimensions,
         )
@@ -494,12 +526,12 @@ def _importance_section(importances: dict[str, float] | None, note: str) -> str:
     import plotly.graph_objects as go
 
     if not importances:
-        return f'<p class="note">{note}</p>'
+        return f'<p class="note">{note or "No parameter importance to show."}</p>'
     ordered = sorted(importances.items(), key=lambda item: item[1])
     figure = go.Figure(
         go.Bar(
             x=[value for _, value in ordered],
-            y=[_e(name) for name, _ in ordered],
+            y=[_t(name) for name, _ in ordered],
             orientation="h",
             marker={"color": _COLORS[0]},
             text=[f"{value:.2f}" for _, value in ordered],
@@ -524,7 +556,7 @@ def _curves_figure(data: _Data) -> Any:
     def group(trial: Trial) -> str:
         return f"rung {trial.rung}" if data.multi_fidelity and trial.rung is not None else str(trial.state)
 
-    groups = sorted({group(t) for t in drawn})
+    groups = sorted({group(t) for t in drawn}, key=lambda g: (len(g), g))  # rung 2 before rung 10
     colors = {
         g: _COLORS[i % len(_COLORS)] if data.multi_fidelity else _STATE_COLORS.get(g, _COLORS[0])
         for i, g in enumerate(groups)
@@ -546,7 +578,9 @@ def _curves_figure(data: _Data) -> Any:
             texts += [*(f"{label}<br>epoch {e}: {_fmt(curve[e])}" for e in epochs), None]
             parent = by_id.get(trial.parent_trial_id) if trial.parent_trial_id is not None else None
             start = data.curves.get(parent.id, {}).get(trial.initial_epoch) if parent is not None else None
-            if start is not None:
+            # A promoted trial reports from initial_epoch + 1 on; one that had to restart from scratch (its
+            # parent's checkpoint was unusable) has a whole curve of its own and no link.
+            if start is not None and epochs[0] > trial.initial_epoch:
                 links_x += [trial.initial_epoch, epochs[0], None]
                 links_y += [start, curve[epochs[0]], None]
         figure.add_scatter(
@@ -574,7 +608,11 @@ def _curves_figure(data: _Data) -> Any:
                 connectgaps=False,
             )
     title = "epoch" + (" (dashed: a promoted trial continues its parent)" if data.multi_fidelity else "")
-    return _layout(figure, 460, xaxis_title=title, yaxis_title=_e(data.study.objective_name), xaxis_dtick=1)
+    last_epoch = max(max(data.curves[t.id]) for t in drawn)
+    _layout(figure, 460, xaxis_title=title, yaxis_title=_t(data.study.objective_name))
+    if last_epoch <= 20:
+        figure.update_xaxes(dtick=1)
+    return figure
 
 
 def _slices_figure(data: _Data, importances: dict[str, float] | None) -> Any:
@@ -585,23 +623,24 @@ def _slices_figure(data: _Data, importances: dict[str, float] | None) -> Any:
     if not completed:
         return "No completed trial yet."
     axes_by_name = {a.name: a for a in data.axes}
-    ranked = [n for n in (importances or {}) if n in axes_by_name] or list(axes_by_name)
+    ranked = [n for n in (importances or {}) if n in axes_by_name]  # most important first
+    ranked += [n for n in axes_by_name if n not in ranked]  # then in declaration order
     chosen = [axes_by_name[n] for n in ranked[:_SLICE_PARAMS]]
     if not chosen:
         return "No parameter varies between trials."
-    figure = make_subplots(rows=1, cols=len(chosen), shared_yaxes=True, subplot_titles=[_e(a.name) for a in chosen])
+    figure = make_subplots(rows=1, cols=len(chosen), shared_yaxes=True, subplot_titles=[_t(a.name) for a in chosen])
     for column, axis in enumerate(chosen, start=1):
         shown = [t for t in completed if axis.name in t.params]
         if axis.numeric:
             xs: list[Any] = [t.params[axis.name] for t in shown]
         else:
-            xs = [_e(_fmt(t.params[axis.name])) for t in shown]
+            xs = [_t(_fmt(t.params[axis.name])) for t in shown]
         figure.add_trace(
             go.Scatter(
                 x=xs,
                 y=[t.objective for t in shown],
                 mode="markers",
-                name=_e(axis.name),
+                name=_t(axis.name),
                 showlegend=False,
                 hovertext=[_hover(t, f": {_fmt(t.objective)}") for t in shown],
                 hoverinfo="text",
@@ -620,9 +659,9 @@ def _slices_figure(data: _Data, importances: dict[str, float] | None) -> Any:
         if axis.numeric:
             figure.update_xaxes(type="log" if axis.log else "linear", row=1, col=column)
         else:
-            order = [_e(_fmt(c)) for c in axis.categories]
+            order = [_t(_fmt(c)) for c in axis.categories]
             figure.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=1, col=column)
-    figure.update_yaxes(title_text=_e(data.study.objective_name), row=1, col=1)
+    figure.update_yaxes(title_text=_t(data.study.objective_name), row=1, col=1)
     return _layout(figure, 400, margin={"l": 70, "r": 30, "t": 50, "b": 50})
 
 
@@ -645,7 +684,7 @@ def _timeline_bars(data: _Data) -> list[_Bar]:
         worker = data.workers.get(worker_id) if worker_id is not None else None
         if worker is None:
             return "(unknown worker)"
-        return _e(worker.name) + (f" [gpu {_e(worker.gpu)}]" if worker.gpu else "")
+        return _t(worker.name) + (f" [gpu {_t(worker.gpu)}]" if worker.gpu else "")
 
     bars = []
     with_attempts = set()
@@ -686,6 +725,7 @@ def _timeline_figure(data: _Data) -> Any:
             text=[b.text for b in mine],
             textposition="inside",
             insidetextanchor="middle",
+            textangle=0,
             hovertext=[
                 f"{b.hover}<br>{b.start:%H:%M:%S} to {b.end:%H:%M:%S} ({(b.end - b.start).total_seconds():.1f} s)"
                 for b in mine
@@ -694,7 +734,9 @@ def _timeline_figure(data: _Data) -> Any:
         )
     figure.update_xaxes(type="date", title_text="time (UTC)")
     figure.update_yaxes(type="category", categoryorder="array", categoryarray=rows[::-1], title_text="worker")
-    return _layout(figure, 140 + 48 * len(rows), barmode="overlay", bargap=0.3)
+    return _layout(
+        figure, 140 + 48 * len(rows), barmode="overlay", bargap=0.3, uniformtext={"minsize": 9, "mode": "hide"}
+    )
 
 
 # --- final model and the table ---------------------------------------------------------------------------

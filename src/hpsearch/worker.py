@@ -171,7 +171,11 @@ class Worker:
             self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, f"loading data: {exc}")
             return
         log.info("trial %s/%d: %s", cached.study.name, claimed.number, claimed.params)
-        _TrialRun(self, claimed, cached).run()
+        try:
+            _TrialRun(self, claimed, cached).run()
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: hand the trial back unharmed before exiting
+            self.store.release(claimed.trial_id, self.id)
+            raise
 
 
 class _TrialRun:
@@ -197,6 +201,14 @@ class _TrialRun:
         child = context.Process(target=run_trial, args=(task, sender, stop))
         child.start()
         sender.close()
+        try:
+            self._follow(child, receiver, stop)
+        finally:
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+    def _follow(self, child: Any, receiver: Any, stop: Any) -> None:
         heartbeat = self.cached.spec.run.heartbeat_seconds
         next_beat = time.monotonic()  # renew at once: loading the study's data may have taken a while
         timeout = self.cached.spec.search.trial_timeout

@@ -146,3 +146,12 @@ def test_unreachable_server_error_hides_the_password() -> None:
         open_store("postgresql+psycopg://analyst:s3cret-pw@127.0.0.1:1/nope")
     assert "s3cret-pw" not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+def test_a_short_password_is_masked_without_garbling_the_message() -> None:
+    from hpsearch.store.db import scrub
+
+    url = "postgresql+psycopg://me:p@127.0.0.1:1/x"
+    assert scrub('connection to "127.0.0.1", port 1 failed: password=p', url) == (
+        'connection to "127.0.0.1", port 1 failed: password=***'
+    )

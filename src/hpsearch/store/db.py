@@ -52,7 +52,10 @@ def scrub(message: str, url: str | URL) -> str:
         password = (url if isinstance(url, URL) else make_url(url)).password
     except ArgumentError:
         password = None
-    return message.replace(str(password), "***") if password else message
+    if not password:
+        return message
+    # Whole tokens only: a short password must not garble the words around it.
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(password))}(?![A-Za-z0-9])", "***", message)
 
 
 def make_engine(url: str) -> Engine:
