@@ -313,3 +313,15 @@ def test_sigterm_hands_the_running_trial_back_and_stops_the_worker(tmp_path: Pat
         engine.dispose()
     assert tuple(trial) == ("QUEUED", 0) and outcome == "RELEASED"
     assert workers == ["STOPPED"]
+
+
+def test_report_command_writes_one_self_contained_page(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    path = write_tiny_study(tmp_path, max_trials=3, max_epochs=2, workers=1)
+    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
+    result = hpsearch("report", "tiny", "-o", "out.html", cwd=tmp_path, db=db)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "out.html").read_text()
+    assert page.count('class="plot"') >= 5 and "<script src=" not in page
+    missing = hpsearch("report", "nope", cwd=tmp_path, db=db)
+    assert missing.returncode == 2 and not (tmp_path / "report.html").exists()

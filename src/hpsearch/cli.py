@@ -442,6 +442,21 @@ def show(study: str, number: int, db: DbOption = None, as_json: JsonOption = Fal
 
 
 @app.command()
+def report(
+    study: str,
+    db: DbOption = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML page (no network needed) with the study's plots and tables."""
+    from hpsearch.report import render_report
+
+    store = open_store(db)
+    store.study(study)  # an unknown study is a usage error before any work
+    output.write_text(render_report(store, study), encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
 def export(
     study: str,
     db: DbOption = None,

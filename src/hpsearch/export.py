@@ -74,7 +74,7 @@ def to_optuna(store: Store, study: Study, url: str) -> int:
     """Copy finished trials (params, objective values, per-epoch objective) into an Optuna storage."""
     import optuna
 
-    from hpsearch.strategies.samplers import _distribution
+    from hpsearch.strategies.samplers import distribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objectives = study.objectives or [{"name": study.objective_name, "direction": study.direction}]
@@ -84,7 +84,7 @@ def to_optuna(store: Store, study: Study, url: str) -> int:
         load_if_exists=False,
         directions=["maximize" if o["direction"] == "max" else "minimize" for o in objectives],
     )
-    distributions = {p.name: _distribution(p) for p in SearchSpace(study.space).params if p.kind != "fixed"}
+    distributions = {p.name: distribution(p) for p in SearchSpace(study.space).params if p.kind != "fixed"}
     states = {
         "COMPLETED": optuna.trial.TrialState.COMPLETE,
         "PRUNED": optuna.trial.TrialState.PRUNED,

@@ -482,7 +482,7 @@ def _importances(data: _Data) -> tuple[dict[str, float] | None, str]:
     (or why there are none)."""
     import optuna
 
-    from hpsearch.strategies.samplers import _distribution
+    from hpsearch.strategies.samplers import distribution
 
     rows = _importance_rows(data)
     if len(rows) < 2:
@@ -493,7 +493,7 @@ def _importances(data: _Data) -> tuple[dict[str, float] | None, str]:
     partial = [n for n in params if n in varying and n not in names]
     if not names:
         return None, "No parameter is set in every completed trial, so their importance cannot be compared."
-    distributions = {name: _distribution(params[name]) for name in names}
+    distributions = {name: distribution(params[name]) for name in names}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if data.maximize else "minimize")
     skipped = 0

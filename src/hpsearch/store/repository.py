@@ -300,8 +300,17 @@ class Store:
                     )
             start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
             attempts = session.scalar(select(func.count()).where(TrialAttempt.trial_id == trial.id)) or 0
+            if checkpoint is None and trial.parent_trial_id is not None:
+                note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {trial.initial_epoch}"
+                trial.error = f"{trial.error}\n{note}" if trial.error else note
             session.add(
-                TrialAttempt(trial_id=trial.id, attempt=attempts + 1, worker_id=worker_id, start_epoch=start_epoch)
+                TrialAttempt(
+                    trial_id=trial.id,
+                    attempt=attempts + 1,
+                    worker_id=worker_id,
+                    start_epoch=start_epoch,
+                    started_at=now,
+                )
             )
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
             return ClaimedTrial(

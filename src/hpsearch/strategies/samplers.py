@@ -134,7 +134,7 @@ class OptunaSampler:
         study = optuna.create_study(
             directions=["maximize" if d == "max" else "minimize" for d in directions], sampler=sampler
         )
-        distributions = {p.name: _distribution(p) for p in context.space.params if p.kind != "fixed"}
+        distributions = {p.name: distribution(p) for p in context.space.params if p.kind != "fixed"}
 
         def known(params: dict[str, Value]) -> dict[str, Value]:
             return {k: v for k, v in params.items() if k in distributions}
@@ -174,7 +174,7 @@ class OptunaSampler:
         return out
 
 
-def _distribution(param: Param) -> Any:
+def distribution(param: Param) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if param.kind in ("choice", "boolean") or (param.log and param.step is not None):
