@@ -59,6 +59,23 @@ def store(db_url: str):  # type: ignore[no-untyped-def]
     store.engine.dispose()
 
 
+# One float parameter x in [0, 1], as Keras Tuner's HyperParameters.get_config() stores it.
+UNIT_X_SPACE = {
+    "space": [
+        {
+            "class_name": "Float",
+            "config": {
+                "name": "x",
+                "conditions": [],
+                "min_value": 0.0,
+                "max_value": 1.0,
+                "step": None,
+                "sampling": "linear",
+            },
+        }
+    ]
+}
+
 TINY_MODULE = """
 from __future__ import annotations
 

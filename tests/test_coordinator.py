@@ -13,7 +13,7 @@ from hpsearch.store.db import make_engine
 from hpsearch.store.models import Study
 from hpsearch.strategies.schedulers import Hyperband
 
-from .conftest import add_study
+from .conftest import UNIT_X_SPACE, add_study
 
 
 def hyperband_study(store: Store) -> Study:
@@ -25,21 +25,7 @@ def hyperband_study(store: Store) -> Study:
         "max_retries": 1,
         "max_consecutive_failures": 3,
     }
-    space = {
-        "space": [
-            {
-                "class_name": "Float",
-                "config": {
-                    "name": "x",
-                    "conditions": [],
-                    "min_value": 0.0,
-                    "max_value": 1.0,
-                    "step": None,
-                    "sampling": "linear",
-                },
-            }
-        ]
-    }
+    space = UNIT_X_SPACE
     study, _ = store.create_study(
         Study(
             name="hb",
@@ -128,21 +114,7 @@ def budget_study(store: Store, name: str, **search: object) -> Study:
     with store.session() as session:
         row = session.get_one(Study, study.id)
         row.spec, row.max_trials, row.max_epochs = spec, 100, 4
-        row.space = {
-            "space": [
-                {
-                    "class_name": "Float",
-                    "config": {
-                        "name": "x",
-                        "conditions": [],
-                        "min_value": 0.0,
-                        "max_value": 1.0,
-                        "step": None,
-                        "sampling": "linear",
-                    },
-                }
-            ]
-        }
+        row.space = UNIT_X_SPACE
     return store.study_by_id(study.id)
 
 

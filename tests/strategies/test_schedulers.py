@@ -10,23 +10,9 @@ from hpsearch.space import SearchSpace
 from hpsearch.strategies import NewTrial, StudyContext, TrialView, make_strategy
 from hpsearch.strategies.schedulers import ASHA, Hyperband, MedianStopping
 
-SPACE = SearchSpace(
-    {
-        "space": [
-            {
-                "class_name": "Float",
-                "config": {
-                    "name": "x",
-                    "conditions": [],
-                    "min_value": 0.0,
-                    "max_value": 1.0,
-                    "step": None,
-                    "sampling": "linear",
-                },
-            }
-        ]
-    }
-)
+from ..conftest import UNIT_X_SPACE
+
+SPACE = SearchSpace(UNIT_X_SPACE)
 
 
 def context(max_epochs: int, max_trials: int | None = None, direction: str = "max") -> StudyContext:
