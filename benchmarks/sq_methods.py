@@ -121,6 +121,9 @@ def run_hpsearch(search: Mapping[str, Any], problem: Problem, session: Session, 
         recorder.finished(session, new.params, new.budget_epochs == problem.max_epochs, objective)
 
 
+KERAS_TUNER_SEED_SPACING = 100_003  # more than the random draws of any run here
+
+
 def run_keras_tuner(
     kind: str,
     problem: Problem,
@@ -132,6 +135,9 @@ def run_keras_tuner(
 ) -> None:
     import keras_tuner as kt
 
+    # Keras Tuner draws hyperparameter k of a run from random.Random(seed + k): runs seeded 1, 2, 3 ... would
+    # see the same random values shifted by one position. Spacing the seeds keeps the runs independent.
+    seed = seed * KERAS_TUNER_SEED_SPACING
     space = SearchSpace(problem.space)
     hp = kt.HyperParameters.from_config({"space": _fresh(problem.space["space"]), "values": {}})
     objective = kt.Objective("score", "max")
@@ -189,6 +195,9 @@ def run_optuna(problem: Problem, session: Session, recorder: Recorder, seed: int
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace(problem.space)
     study = optuna.create_study(
+        # HyperbandPruner puts a trial in a bracket by hashing the study name and trial number: a fixed name
+        # (instead of Optuna's random default) makes runs reproducible.
+        study_name=f"search-quality-{seed}",
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=problem.max_epochs, reduction_factor=3),

