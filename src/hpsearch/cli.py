@@ -442,6 +442,117 @@ def show(study: str, number: int, db: DbOption = None, as_json: JsonOption = Fal
 
 
 @app.command()
+def promote(
+    study: str,
+    db: DbOption = None,
+    trial: Annotated[int | None, typer.Option("--trial", help="Trial number (default: the best).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Most epochs (default: [promote] epochs, else max_epochs).")
+    ] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience on the validation split.")] = None,
+    on: Annotated[str | None, typer.Option("--on", help="train | train+validation (default: [promote] on).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run the job in this process, not on a worker.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Retrain the best (or a chosen) trial into the final model: early stopping, checkpoints, resume,
+    test evaluation (per class, per slice and threshold) and export. Running it again resumes the job."""
+    from hpsearch.promote import plan_final_job, run_local
+
+    store = open_store(db, retry_seconds=RETRY_SECONDS if local else 0.0)
+    item = store.study(study)
+    job, created = store.create_final_job(
+        plan_final_job(store, item, trial_number=trial, epochs=epochs, patience=patience, on=on)
+    )
+    if not local:
+        verb = "queued" if created else f"already {job.state}"
+        out.print(f"final job {job.number} of {item.name}: {verb}; a worker runs it", highlight=False)
+        return
+    if job.state != "COMPLETED":
+        if job.epochs_done:
+            out.print(f"final job {job.number}: resuming after epoch {job.epochs_done}", highlight=False)
+        job = run_local(store, job)
+    _print_final_job(store, item, job.id, as_json=as_json)
+    if job.state != "COMPLETED":
+        last = (job.error or "").strip().splitlines()
+        raise HpsearchError(f"final job {job.number}", f"{job.state}: {last[-1] if last else 'no result'}")
+
+
+def _print_final_job(store: Store, study: Study, job_id: int, *, as_json: bool) -> None:
+    job = store.final_job(job_id)
+    artifacts = store.final_artifacts(job.id)
+    classes, slices = store.final_evaluation(job.id)
+    if as_json:
+        out.print_json(
+            data={
+                "study": study.name,
+                "final_job": job.number,
+                "state": job.state,
+                "on": job.train_on,
+                "epochs_done": job.epochs_done,
+                "best_epoch": job.best_epoch,
+                "objective": job.objective,
+                "test_metrics": job.test_metrics,
+                "confusion_matrix": job.confusion_matrix,
+                "classes": [
+                    {"class": c.class_label, "precision": c.precision, "recall": c.recall, "f1": c.f1} for c in classes
+                ],
+                "slices": len(slices),
+                "artifacts": [{"kind": a.kind, "uri": a.uri, "sha256": a.sha256} for a in artifacts],
+            }
+        )
+        return
+    out.print(
+        f"final job {job.number} of {study.name}: {job.state}, {job.epochs_done} epochs on {job.train_on}, "
+        f"best epoch {job.best_epoch}",
+        highlight=False,
+    )
+    for name, value in (job.test_metrics or {}).items():
+        out.print(f"  test {name} = {value:.4f}" if value is not None else f"  test {name} = -", highlight=False)
+    if slices:
+        table = Table("slice", "value", "threshold", "n", "accuracy", "FPR", "FNR", "AUC", title="test slices")
+        for row in slices:
+            cells = (row.accuracy, row.false_positive_rate, row.false_negative_rate, row.auc)
+            table.add_row(
+                row.slice,
+                row.slice_value,
+                f"{row.threshold:g}",
+                str(row.count),
+                *(f"{v:.3f}" if v is not None else "-" for v in cells),
+            )
+        out.print(table)
+    for artifact in artifacts:
+        out.print(f"  {artifact.kind}: {artifact.uri}", highlight=False)
+
+
+@app.command()
+def models(study: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The study's final jobs and their exported models (kind, path, size, sha256)."""
+    store = open_store(db)
+    item = store.study(study)
+    rows = []
+    for job in store.final_jobs(item.id):
+        for artifact in store.final_artifacts(job.id):
+            rows.append(
+                {
+                    "final_job": job.number,
+                    "state": job.state,
+                    "kind": artifact.kind,
+                    "uri": artifact.uri,
+                    "size_bytes": artifact.size_bytes,
+                    "sha256": artifact.sha256,
+                    "test_metrics": job.test_metrics,
+                }
+            )
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("job", "kind", "path", "size", "sha256", title=f"models of {item.name}")
+    for row in rows:
+        table.add_row(str(row["final_job"]), row["kind"], row["uri"], f"{row['size_bytes']:,}", row["sha256"][:12])
+    out.print(table)
+
+
+@app.command()
 def report(
     study: str,
     db: DbOption = None,

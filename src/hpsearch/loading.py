@@ -23,6 +23,10 @@ Inputs = np.ndarray | dict[str, np.ndarray]
 class Split:
     x: Inputs
     y: np.ndarray
+    # Per-example weights (the loader returned (x, y, weight)).
+    weight: np.ndarray | None = None
+    # Test split only: features to slice the evaluation by (the loader's "slices"), aligned with y.
+    slices: Mapping[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -115,9 +119,11 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
     """Turn a loader's return value into splits, or raise one UserCodeError saying what is wrong."""
     if not isinstance(raw, Mapping):
         raise UserCodeError(where, f"returned a {type(raw).__name__}; expected a dict with 'train' and 'validation'")
-    unknown = set(raw) - set(SPLITS)
+    unknown = set(raw) - {*SPLITS, "slices"}
     if unknown:
-        raise UserCodeError(where, f"returned unknown splits {sorted(unknown)}; expected {list(SPLITS)}")
+        raise UserCodeError(
+            where, f"returned unknown splits {sorted(unknown)}; expected {list(SPLITS)} and optionally 'slices'"
+        )
     dataset: Dataset = {}
     for name in SPLITS:
         if name not in raw:
@@ -125,10 +131,11 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
                 continue
             raise UserCodeError(where, f"returned no {name!r} split")
         pair = raw[name]
-        if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise UserCodeError(f"{where}: {name}", "must be a pair (x, y)")
+        if not isinstance(pair, tuple | list) or len(pair) not in (2, 3):
+            raise UserCodeError(f"{where}: {name}", "must be a pair (x, y) or a triple (x, y, sample_weight)")
         x, y = _as_inputs(pair[0], where), np.asarray(pair[1])
-        arrays = x.values() if isinstance(x, dict) else [x]
+        weight = np.asarray(pair[2], dtype="float32") if len(pair) == 3 else None
+        arrays = [*(x.values() if isinstance(x, dict) else [x]), *([weight] if weight is not None else [])]
         lengths = {len(a) for a in arrays if a.ndim > 0} | {len(y)}
         if len(lengths) != 1:
             raise UserCodeError(f"{where}: {name}", f"x and y have different lengths {sorted(lengths)}")
@@ -139,11 +146,35 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
                 raise UserCodeError(f"{where}: {name}", "holds Python objects; convert to numeric arrays")
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
                 raise UserCodeError(f"{where}: {name}", "contains NaN or infinite values")
-        dataset[name] = Split(x, y)
+        dataset[name] = Split(x, y, weight)
+    if "slices" in raw:
+        dataset["test"] = _with_slices(dataset, raw["slices"], where)
     shapes = {n: _feature_shape(s.x) for n, s in dataset.items()}
     if len({repr(s) for s in shapes.values()}) != 1:
         raise UserCodeError(where, f"splits have different input shapes {shapes}")
     return dataset
+
+
+def _with_slices(dataset: Dataset, raw: Any, where: str) -> Split:
+    """The loader's "slices": {feature: values} aligned with the test split, for per-slice evaluation."""
+    test = dataset.get("test")
+    if test is None:
+        raise UserCodeError(f"{where}: slices", "given without a 'test' split to slice")
+    if not isinstance(raw, Mapping) or not raw:
+        raise UserCodeError(f"{where}: slices", "must be a non-empty dict {feature: values aligned with test}")
+    slices = {}
+    for feature, values in raw.items():
+        if not isinstance(feature, str) or not feature.isidentifier():
+            raise UserCodeError(f"{where}: slices", f"feature name {feature!r} is not an identifier")
+        column = np.asarray(values)
+        if column.dtype.kind == "O":
+            column = column.astype(str)
+        if column.ndim != 1 or len(column) != len(test):
+            raise UserCodeError(
+                f"{where}: slices.{feature}", f"has shape {column.shape}; expected ({len(test)},) like the test split"
+            )
+        slices[str(feature)] = column
+    return Split(test.x, test.y, test.weight, slices)
 
 
 def _feature_shape(x: Inputs) -> Any:
@@ -171,6 +202,10 @@ def save_dataset(dataset: Dataset, directory: Path) -> None:
         for key, array in items:
             np.save(directory / f"{name}.x.{key}.npy", array)
         np.save(directory / f"{name}.y.npy", split.y)
+        if split.weight is not None:
+            np.save(directory / f"{name}.w.npy", split.weight)
+        for feature, column in (split.slices or {}).items():
+            np.save(directory / f"{name}.s.{feature}.npy", column)
 
 
 def open_dataset(directory: Path) -> Dataset:
@@ -182,5 +217,8 @@ def open_dataset(directory: Path) -> Dataset:
             continue
         xs = {p.name.split(".")[2]: np.load(p, mmap_mode="r") for p in sorted(directory.glob(f"{name}.x.*.npy"))}
         x: Inputs = xs[""] if set(xs) == {""} else xs
-        dataset[name] = Split(x, np.load(y_path, mmap_mode="r"))
+        w_path = directory / f"{name}.w.npy"
+        weight = np.load(w_path, mmap_mode="r") if w_path.exists() else None
+        slices = {p.name.split(".")[2]: np.load(p) for p in sorted(directory.glob(f"{name}.s.*.npy"))}  # identifiers
+        dataset[name] = Split(x, np.load(y_path, mmap_mode="r"), weight, slices or None)
     return dataset

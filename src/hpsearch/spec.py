@@ -227,6 +227,39 @@ class RunSection(_Strict):
         return self
 
 
+class PromoteSection(_Strict):
+    """How ``hpsearch promote`` retrains, evaluates and exports the chosen trial (its options override these)."""
+
+    # "train": early-stop on the validation split; "train+validation": retrain on both for the trial's best
+    # epoch count (AutoKeras' final_fit), nothing held out but the test split.
+    on: Literal["train", "train+validation"] = "train"
+    epochs: int | None = Field(default=None, gt=0, le=100_000)  # default: the study's max_epochs
+    patience: int = Field(default=5, gt=0)
+    # Binary classifiers: metrics at these thresholds, overall and per slice of these test-split features.
+    thresholds: list[float] = Field(default=[0.1, 0.5, 0.9], min_length=1)
+    slices: list[list[str]] = []
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    formats: list[Literal["keras", "savedmodel", "onnx"]] = ["keras", "savedmodel", "onnx"]
+
+    @field_validator("thresholds")
+    @classmethod
+    def _probabilities(cls, thresholds: list[float]) -> list[float]:
+        for threshold in thresholds:
+            if not 0 < threshold < 1:
+                raise ValueError(f"threshold {threshold} is not strictly between 0 and 1")
+        if len(set(thresholds)) != len(thresholds):
+            raise ValueError("thresholds repeat")
+        return thresholds
+
+    @field_validator("slices")
+    @classmethod
+    def _features(cls, slices: list[list[str]]) -> list[list[str]]:
+        for features in slices:
+            if not features or len(set(features)) != len(features) or not all(features):
+                raise ValueError(f"slice {features} must name one or more distinct features")
+        return slices
+
+
 class _Param(_Strict):
     default: Any = None
 
@@ -303,6 +336,7 @@ class StudySpec(_Strict):
     search: SearchSection
     fit: FitSection = FitSection()
     run: RunSection = RunSection()
+    promote: PromoteSection = PromoteSection()
     space: dict[str, ParamSpec] = {}
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from hpsearch.loading import load_dataset, save_dataset
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
-from hpsearch.store.models import Artifact, Study
+from hpsearch.store.models import Artifact, FinalJob, Study
 
 log = logging.getLogger("hpsearch.worker")
 
@@ -60,6 +60,7 @@ class Worker:
         idle_timeout: float | None = None,
         exit_when_done: bool = False,
         poll_seconds: float = 1.0,
+        final_job: int | None = None,
     ) -> None:
         self.store = store
         self.gpu = gpu
@@ -68,6 +69,7 @@ class Worker:
         self.idle_timeout = idle_timeout
         self.exit_when_done = exit_when_done
         self.poll_seconds = poll_seconds
+        self.final_job = final_job  # run only this final job (``hpsearch promote --local``)
         self.cache: dict[int, _StudyCache] = {}
         self.scratch = Path()
         self.name = ""
@@ -80,7 +82,7 @@ class Worker:
                 # Before the fork server starts, so every trial sees only this worker's GPU.
                 os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["hpsearch.training"])
+            context.set_forkserver_preload(["hpsearch.training", "hpsearch.finaljob"])
             # Start the fork server (it imports keras: seconds) before claiming anything, so no lease runs
             # out while a first trial waits for it.
             warm_up = context.Process(target=_nothing)
@@ -102,7 +104,19 @@ class Worker:
         idle_since = time.monotonic()
         try:
             while self.max_trials is None or ran < self.max_trials:
+                if self.final_job is not None:
+                    job = self.store.claim_final_job(self.id, job_id=self.final_job)
+                    if job is not None:
+                        self.run_final_job(job)
+                        ran += 1
+                    break
                 claimed = self.store.claim(self.id, self.study_id)
+                job = None if claimed is not None else self.store.claim_final_job(self.id, self.study_id)
+                if job is not None:  # trials first; then promotions waiting for a worker
+                    self.run_final_job(job)
+                    ran += 1
+                    idle_since = time.monotonic()
+                    continue
                 if claimed is None:
                     self.store.worker_alive(self.id, "IDLE")
                     if self._should_exit_idle(idle_since):
@@ -175,6 +189,19 @@ class Worker:
             _TrialRun(self, claimed, cached).run()
         except KeyboardInterrupt:  # SIGINT or SIGTERM: hand the trial back unharmed before exiting
             self.store.release(claimed.trial_id, self.id)
+            raise
+
+    def run_final_job(self, job: FinalJob) -> None:
+        try:
+            cached = self._study(job.study_id)
+        except Exception as exc:
+            self.store.fail_final_job(job.id, self.id, f"loading data: {exc}")
+            return
+        log.info("final job %s/%d: trial %s", cached.study.name, job.number, job.params)
+        try:
+            _FinalRun(self, job, cached).run()
+        except KeyboardInterrupt:
+            self.store.requeue_final_job(job.id, "its worker was interrupted; resumes from its backup", self.id)
             raise
 
 
@@ -291,3 +318,117 @@ class _TrialRun:
             log.warning("trial %d: %s", self.claimed.number, message[1])
             self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, message[1])
         return True
+
+
+class _FinalRun:
+    """One final job's child process and the worker's side of its pipe."""
+
+    def __init__(self, worker: Worker, job: FinalJob, cached: _StudyCache) -> None:
+        self.worker = worker
+        self.store = worker.store
+        self.job = job
+        self.cached = cached
+
+    def task(self) -> Any:
+        from hpsearch.finaljob import FinalTask
+        from hpsearch.promote import final_job_dir
+
+        study, spec = self.cached.study, self.cached.spec
+        trial_number = next((t.number for t in self.store.trials(study.id) if t.id == self.job.trial_id), -1)
+        return FinalTask(
+            study_name=study.name,
+            job_number=self.job.number,
+            trial_number=trial_number,
+            params=self.job.params,
+            space=self.store.study_by_id(study.id).space,
+            hypermodel=spec.study.hypermodel,
+            data=spec.study.data,
+            base_dir=study.base_dir,
+            data_dir=str(self.cached.data_dir),
+            objective=study.objective_name,
+            direction=study.direction,
+            train_on=self.job.train_on,
+            epochs=self.job.epochs,
+            patience=self.job.patience,
+            seed=self.job.seed,
+            output_dir=str(final_job_dir(study, self.job)),
+            batch_size=spec.fit.batch_size,
+            shuffle=spec.fit.shuffle,
+            class_weight={int(k): v for k, v in spec.fit.class_weight.items()},
+            callbacks=[{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
+            thresholds=list(spec.promote.thresholds),
+            slices=[list(s) for s in spec.promote.slices],
+            task=spec.promote.task,
+            formats=list(spec.promote.formats),
+        )
+
+    def run(self) -> None:
+        from hpsearch.finaljob import run_final_job
+
+        context = self.worker._process_context()
+        receiver, sender = context.Pipe(duplex=False)
+        stop = context.Event()
+        child = context.Process(target=run_final_job, args=(self.task(), sender, stop))
+        child.start()
+        sender.close()
+        try:
+            self._follow(child, receiver)
+        finally:
+            if child.is_alive():
+                child.kill()
+                child.join()
+
+    def _follow(self, child: Any, receiver: Any) -> None:
+        lease = self.cached.spec.run.lease_seconds
+        heartbeat = self.cached.spec.run.heartbeat_seconds
+        next_beat = time.monotonic()
+        while True:
+            if receiver.poll(0.2):
+                try:
+                    message = receiver.recv()
+                except EOFError:
+                    break
+                if message[0] == "epoch":
+                    if not self.store.record_final_epoch(self.job.id, self.worker.id, message[1], message[2]):
+                        return self._lost(child)
+                elif message[0] == "done":
+                    child.join()
+                    return self._finish(message[1])
+                elif message[0] == "failed":
+                    child.join()
+                    self.store.fail_final_job(self.job.id, self.worker.id, message[1])
+                    log.warning("final job %d failed: %s", self.job.number, message[1].splitlines()[0])
+                    return None
+            elif not child.is_alive() and not receiver.poll(0):
+                break
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + heartbeat
+                if not self.store.final_job_heartbeat(self.job.id, self.worker.id, lease):
+                    return self._lost(child)
+        child.join()
+        reason = describe_exit(child.exitcode)
+        state = self.store.requeue_final_job(self.job.id, reason, self.worker.id)
+        log.warning("final job %d: %s; now %s", self.job.number, reason, state)
+        return None
+
+    def _lost(self, child: Any) -> None:
+        log.warning("final job %d: lease lost to another worker; abandoning it", self.job.number)
+        child.kill()
+        child.join()
+
+    def _finish(self, result: dict[str, Any]) -> None:
+        artifacts = [
+            Artifact(study_id=self.cached.study.id, kind=kind, uri=uri, sha256=sha256, size_bytes=size)
+            for kind, uri, sha256, size in result["artifacts"]
+        ]
+        self.store.finish_final_job(
+            self.job.id,
+            self.worker.id,
+            best_epoch=result["best_epoch"],
+            objective=result["objective"],
+            test_metrics=result["test_metrics"],
+            confusion=result["confusion"],
+            class_rows=result["class_rows"],
+            slice_rows=result["slice_rows"],
+            artifacts=artifacts,
+        )

@@ -183,12 +183,97 @@ class Artifact(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), default=None, index=True)
+    final_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("final_jobs.id", ondelete="CASCADE"), default=None, index=True
+    )
     kind: Mapped[str] = mapped_column(String(32))
     epoch: Mapped[int | None] = mapped_column(Integer, default=None)
     uri: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+
+class FinalJob(Base):
+    """A promotion: the chosen trial's parameters retrained into the model that is evaluated and exported."""
+
+    __tablename__ = "final_jobs"
+    __table_args__ = (UniqueConstraint("study_id", "number", name="uq_final_jobs_study_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default=TrialState.QUEUED)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    train_on: Mapped[str] = mapped_column(String(32))
+    epochs: Mapped[int] = mapped_column(Integer)
+    patience: Mapped[int | None] = mapped_column(Integer, default=None)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
+    objective: Mapped[float | None] = mapped_column(Float, default=None)
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    confusion_matrix: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class FinalJobMetric(Base):
+    """The final job's learning curve: one row per epoch and logged metric, like ``trial_metrics``."""
+
+    __tablename__ = "final_job_metrics"
+    __table_args__ = (
+        UniqueConstraint("final_job_id", "epoch", "name", name="uq_final_job_metrics_job_epoch_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    final_job_id: Mapped[int] = mapped_column(ForeignKey("final_jobs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FinalClassMetric(Base):
+    """Per-class precision, recall and F1 of a classifier's final model on the test split."""
+
+    __tablename__ = "final_class_metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    final_job_id: Mapped[int] = mapped_column(ForeignKey("final_jobs.id", ondelete="CASCADE"), index=True)
+    class_label: Mapped[str] = mapped_column(String(200))
+    precision: Mapped[float] = mapped_column(Float)
+    recall: Mapped[float] = mapped_column(Float)
+    f1: Mapped[float] = mapped_column(Float)
+    support: Mapped[int] = mapped_column(Integer)
+
+
+class FinalSliceMetric(Base):
+    """A binary classifier's test metrics at one threshold, overall (slice ``all``) or in one data slice."""
+
+    __tablename__ = "final_slice_metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    final_job_id: Mapped[int] = mapped_column(ForeignKey("final_jobs.id", ondelete="CASCADE"), index=True)
+    slice: Mapped[str] = mapped_column(String(200))
+    slice_value: Mapped[str] = mapped_column(String(400))
+    threshold: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    positives: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    false_positive_rate: Mapped[float | None] = mapped_column(Float)
+    false_negative_rate: Mapped[float | None] = mapped_column(Float)
+    precision: Mapped[float | None] = mapped_column(Float)
+    recall: Mapped[float | None] = mapped_column(Float)
+    f1: Mapped[float | None] = mapped_column(Float)
+    auc: Mapped[float | None] = mapped_column(Float)
 
 
 TRIAL_SUMMARY_SQL = """

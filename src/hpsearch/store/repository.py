@@ -24,6 +24,10 @@ from hpsearch.store.models import (
     FINISHED_STATES,
     Artifact,
     CoordinatorLease,
+    FinalClassMetric,
+    FinalJob,
+    FinalJobMetric,
+    FinalSliceMetric,
     Study,
     StudyState,
     Trial,
@@ -39,6 +43,8 @@ from hpsearch.strategies.base import NewTrial, TrialView
 log = logging.getLogger("hpsearch.store")
 
 HeartbeatAnswer = Literal["continue", "stop", "pause", "lost"]
+# A final job that crashed this often (lost worker, killed process) is FAILED rather than queued again.
+FINAL_JOB_MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,14 @@ class Store:
             for trial in expired:
                 reason = f"lease expired at {trial.lease_expires_at:%Y-%m-%d %H:%M:%S} (worker {trial.worker_id} lost)"
                 _retry_or_fail(session, trial, reason, max_retries_by_study.get(trial.study_id, 0), now)
+                expired_count += 1
+            jobs = session.scalars(
+                select(FinalJob)
+                .where(FinalJob.state == TrialState.RUNNING, FinalJob.lease_expires_at < now)
+                .with_for_update()
+            ).all()
+            for job in jobs:
+                _requeue_final_job(job, f"lease expired (worker {job.worker_id} lost)")
                 expired_count += 1
         return expired_count
 
@@ -531,6 +545,193 @@ class Store:
                 .values(stop_requested=True)
             )
 
+    # --- final jobs (promotions) -----------------------------------------------------------------------
+
+    def create_final_job(self, job: FinalJob) -> tuple[FinalJob, bool]:
+        """Queue a promotion, or return the study's job with the same trial and settings (``created`` False).
+        A FAILED one is queued again: it resumes from its last backup."""
+        with self.session() as session:
+            existing = session.scalar(
+                select(FinalJob)
+                .where(
+                    FinalJob.study_id == job.study_id,
+                    FinalJob.trial_id == job.trial_id,
+                    FinalJob.train_on == job.train_on,
+                    FinalJob.epochs == job.epochs,
+                    FinalJob.patience.is_(None) if job.patience is None else FinalJob.patience == job.patience,
+                )
+                .order_by(FinalJob.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            if existing is not None:
+                if existing.state == TrialState.FAILED:
+                    existing.state, existing.attempts, existing.finished_at = TrialState.QUEUED, 0, None
+                return existing, False
+            last = session.scalar(select(func.max(FinalJob.number)).where(FinalJob.study_id == job.study_id))
+            job.number = (last or 0) + 1
+            session.add(job)
+            session.flush()
+            return job, True
+
+    def claim_final_job(
+        self, worker_id: int, study_id: int | None = None, job_id: int | None = None
+    ) -> FinalJob | None:
+        """Take the oldest QUEUED final job (of a study, or the given one) with a lease, like :meth:`claim`."""
+        query = (
+            select(FinalJob)
+            .where(FinalJob.state == TrialState.QUEUED)
+            .order_by(FinalJob.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if job_id is not None:
+            query = query.where(FinalJob.id == job_id)
+        if study_id is not None:
+            query = query.where(FinalJob.study_id == study_id)
+        now = utcnow()
+        with self.session() as session:
+            job = session.scalar(query)
+            if job is None:
+                return None
+            study = session.get_one(Study, job.study_id)
+            job.state, job.worker_id = TrialState.RUNNING, worker_id
+            job.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
+            job.started_at = job.started_at or now
+            job.attempts += 1
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
+            return job
+
+    def _owns_job(self, job_id: int, worker_id: int) -> Any:
+        return and_(FinalJob.id == job_id, FinalJob.worker_id == worker_id, FinalJob.state == TrialState.RUNNING)
+
+    def final_job_heartbeat(self, job_id: int, worker_id: int, lease_seconds: float) -> bool:
+        """Renew the job's lease; False when this worker no longer owns it."""
+        now = utcnow()
+        with self.session() as session:
+            renewed = session.execute(
+                update(FinalJob)
+                .where(self._owns_job(job_id, worker_id))
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now))
+            return bool(renewed.rowcount)
+
+    def record_final_epoch(self, job_id: int, worker_id: int, epoch: int, logs: Mapping[str, float]) -> bool:
+        rows = [
+            {"final_job_id": job_id, "epoch": epoch, "name": name, "value": _finite_or_none(float(value))}
+            for name, value in logs.items()
+        ]
+        with self.session() as session:
+            job = session.scalar(select(FinalJob).where(self._owns_job(job_id, worker_id)).with_for_update())
+            if job is None:
+                return False
+            if rows:
+                insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+                now = utcnow()
+                session.execute(
+                    insert(FinalJobMetric).values([{**r, "recorded_at": now} for r in rows]).on_conflict_do_nothing()
+                )
+            job.epochs_done = max(job.epochs_done, epoch)
+            return True
+
+    def finish_final_job(
+        self,
+        job_id: int,
+        worker_id: int,
+        *,
+        best_epoch: int | None,
+        objective: float | None,
+        test_metrics: Mapping[str, Any],
+        confusion: Mapping[str, Any] | None,
+        class_rows: Sequence[Mapping[str, Any]],
+        slice_rows: Sequence[Mapping[str, Any]],
+        artifacts: Sequence[Artifact],
+    ) -> bool:
+        """Store the evaluation and the exported artifacts and mark the job COMPLETED, in one transaction."""
+        now = utcnow()
+        with self.session() as session:
+            job = session.scalar(select(FinalJob).where(self._owns_job(job_id, worker_id)).with_for_update())
+            if job is None:
+                return False
+            for table in (FinalClassMetric, FinalSliceMetric):
+                session.execute(delete(table).where(table.final_job_id == job_id))
+            session.execute(delete(Artifact).where(Artifact.final_job_id == job_id, Artifact.kind != "backup"))
+            session.add_all(FinalClassMetric(final_job_id=job_id, **row) for row in class_rows)
+            session.add_all(FinalSliceMetric(final_job_id=job_id, **row) for row in slice_rows)
+            for artifact in artifacts:
+                artifact.final_job_id, artifact.study_id = job_id, job.study_id
+                session.add(artifact)
+            job.state, job.finished_at, job.lease_expires_at = TrialState.COMPLETED, now, None
+            job.best_epoch = best_epoch
+            job.objective = _finite_or_none(objective) if objective is not None else None
+            job.test_metrics = {k: _finite_or_none(float(v)) for k, v in test_metrics.items()}
+            job.confusion_matrix = dict(confusion) if confusion is not None else None
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            return True
+
+    def fail_final_job(self, job_id: int, worker_id: int, error: str) -> None:
+        """The job itself is broken (an exception, NaN): FAILED with the reason; running promote again retries."""
+        with self.session() as session:
+            job = session.scalar(select(FinalJob).where(self._owns_job(job_id, worker_id)).with_for_update())
+            if job is None:
+                return
+            job.state, job.finished_at, job.lease_expires_at = TrialState.FAILED, utcnow(), None
+            job.error = f"{job.error}\n{error}" if job.error else error
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+
+    def requeue_final_job(self, job_id: int, reason: str, worker_id: int | None = None) -> str | None:
+        """Its process died (or its worker is gone): QUEUED again to resume from its backup, or FAILED after
+        FINAL_JOB_MAX_ATTEMPTS. ``worker_id`` None takes the job from whoever held it. Returns the new state."""
+        condition = self._owns_job(job_id, worker_id) if worker_id is not None else FinalJob.id == job_id
+        with self.session() as session:
+            job = session.scalar(select(FinalJob).where(condition).with_for_update())
+            if job is None or job.state != TrialState.RUNNING:
+                return None
+            _requeue_final_job(job, reason)
+            if worker_id is not None:
+                session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            return job.state
+
+    def final_jobs(self, study_id: int) -> list[FinalJob]:
+        with self.session() as session:
+            return list(
+                session.scalars(select(FinalJob).where(FinalJob.study_id == study_id).order_by(FinalJob.number))
+            )
+
+    def final_job(self, job_id: int) -> FinalJob:
+        with self.session() as session:
+            return session.get_one(FinalJob, job_id)
+
+    def final_job_worker(self, job_id: int) -> Worker | None:
+        with self.session() as session:
+            return session.scalar(
+                select(Worker).join(FinalJob, FinalJob.worker_id == Worker.id).where(FinalJob.id == job_id)
+            )
+
+    def final_artifacts(self, job_id: int) -> list[Artifact]:
+        with self.session() as session:
+            query = select(Artifact).where(Artifact.final_job_id == job_id).order_by(Artifact.id)
+            return list(session.scalars(query))
+
+    def final_evaluation(self, job_id: int) -> tuple[list[FinalClassMetric], list[FinalSliceMetric]]:
+        with self.session() as session:
+            classes = session.scalars(
+                select(FinalClassMetric).where(FinalClassMetric.final_job_id == job_id).order_by(FinalClassMetric.id)
+            )
+            slices = session.scalars(
+                select(FinalSliceMetric).where(FinalSliceMetric.final_job_id == job_id).order_by(FinalSliceMetric.id)
+            )
+            return list(classes), list(slices)
+
+    def final_metrics(self, job_id: int) -> dict[int, dict[str, float | None]]:
+        query = select(FinalJobMetric).where(FinalJobMetric.final_job_id == job_id).order_by(FinalJobMetric.epoch)
+        curve: dict[int, dict[str, float | None]] = {}
+        with self.session() as session:
+            for row in session.scalars(query):
+                curve.setdefault(row.epoch, {})[row.name] = row.value
+        return curve
+
     # --- workers -------------------------------------------------------------------------------------
 
     def register_worker(self, name: str, host: str, pid: int, gpu: str | None) -> int:
@@ -618,6 +819,15 @@ def _retry_or_fail(session: Session, trial: Trial, reason: str, max_retries: int
     else:
         trial.state = TrialState.QUEUED
         trial.worker_id = None
+
+
+def _requeue_final_job(job: FinalJob, reason: str) -> None:
+    job.error = f"{job.error}\n{reason}" if job.error else reason
+    job.lease_expires_at = None
+    if job.attempts >= FINAL_JOB_MAX_ATTEMPTS:
+        job.state, job.finished_at = TrialState.FAILED, utcnow()
+    else:
+        job.state, job.worker_id = TrialState.QUEUED, None
 
 
 def _with_trial(trial_id: int, params: Mapping[str, Value]) -> list[TrialParam]:

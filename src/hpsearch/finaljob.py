@@ -1,0 +1,341 @@
+"""The final job's child process: retrain the promoted parameters, evaluate on the test split, export.
+
+Training uses EarlyStopping (restore_best_weights), ModelCheckpoint (best by the study objective) and
+BackupAndRestore, so a killed job resumes at the epoch where it stopped, with its optimizer state and its
+early-stopping counters (kept in ``fit_state.json`` beside the backup). Like a trial's child, it talks to
+its worker over a pipe and never touches the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from hpsearch.evaluation import evaluate_predictions
+from hpsearch.loading import Inputs, Split, check_model, load_hypermodel, open_dataset
+from hpsearch.space import Value
+from hpsearch.training import TrialFailed, make_callbacks, sha256_of
+
+BEST_WEIGHTS = "best.weights.h5"
+FIT_STATE = "fit_state.json"
+
+
+@dataclass(frozen=True)
+class FinalTask:
+    """Everything the child needs to run one final job (pickled to the child)."""
+
+    study_name: str
+    job_number: int
+    trial_number: int
+    params: dict[str, Value]
+    space: dict[str, Any]
+    hypermodel: str
+    data: str
+    base_dir: str
+    data_dir: str
+    objective: str
+    direction: str
+    train_on: str
+    epochs: int
+    patience: int | None
+    seed: int
+    output_dir: str
+    batch_size: int | None = None
+    shuffle: bool = True
+    class_weight: dict[int, float] = field(default_factory=dict)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    slices: list[list[str]] = field(default_factory=list)
+    task: str = "auto"
+    formats: list[str] = field(default_factory=lambda: ["keras", "savedmodel", "onnx"])
+
+
+class FitState(keras.callbacks.Callback):
+    """Keeps what BackupAndRestore does not: EarlyStopping's patience counter and best value, and the
+    best epoch so far, so that a resumed job stops where an uninterrupted one would have."""
+
+    def __init__(
+        self,
+        path: Path,
+        checkpoint: keras.callbacks.ModelCheckpoint,
+        early_stopping: keras.callbacks.EarlyStopping | None,
+        monitor: str,
+        mode: str,
+    ) -> None:
+        super().__init__()
+        self.path = path
+        self.checkpoint = checkpoint
+        self.early_stopping = early_stopping
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.last_epoch = 0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.path.exists():
+            return
+        state = json.loads(self.path.read_text())
+        self.best, self.best_epoch, self.last_epoch = state["best"], state["best_epoch"], state["epoch"]
+        if self.best is not None:
+            self.checkpoint.best = self.best
+        if self.early_stopping is not None and state["wait"] is not None:
+            self.early_stopping.wait = state["wait"]
+            if self.best is not None:
+                self.early_stopping.best = self.best
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.last_epoch = epoch + 1
+        value = (logs or {}).get(self.monitor)
+        if value is not None and math.isfinite(float(value)):
+            value = float(value)
+            if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+                self.best, self.best_epoch = value, epoch + 1
+        state = {
+            "epoch": self.last_epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.early_stopping.wait if self.early_stopping is not None else None,
+        }
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, self.path)
+
+
+class FinalReporter(keras.callbacks.Callback):
+    """Sends every epoch's logs to the worker; fails on a NaN loss; obeys stop."""
+
+    def __init__(self, conn: Any, stop: Any) -> None:
+        super().__init__()
+        self.conn = conn
+        self.stop = stop
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop.is_set():
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        values = {name: float(value) for name, value in (logs or {}).items()}
+        self.conn.send(("epoch", epoch + 1, values))
+        loss = values.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {epoch + 1} of the final job")
+
+
+def _concat(first: Inputs, second: Inputs) -> Inputs:
+    if isinstance(first, dict) and isinstance(second, dict):
+        return {key: np.concatenate([first[key], second[key]]) for key in first}
+    assert not isinstance(first, dict) and not isinstance(second, dict)
+    return np.concatenate([first, second])
+
+
+def training_data(train: Split, validation: Split, train_on: str) -> tuple[Split, Split | None]:
+    """ "train": fit on train, early-stop on validation; "train+validation": fit on both, nothing held out."""
+    if train_on == "train":
+        return train, validation
+    weight = None
+    if train.weight is not None or validation.weight is not None:
+        weight = np.concatenate(
+            [
+                train.weight if train.weight is not None else np.ones(len(train), "float32"),
+                validation.weight if validation.weight is not None else np.ones(len(validation), "float32"),
+            ]
+        )
+    return Split(_concat(train.x, validation.x), np.concatenate([train.y, validation.y]), weight), None
+
+
+def tree_sha256(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, or of a directory as the hash of its files' relative paths and hashes."""
+    if path.is_file():
+        return sha256_of(path), path.stat().st_size
+    digest, size = hashlib.sha256(), 0
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path).as_posix()}\0{sha256_of(item)}\n".encode())
+        size += item.stat().st_size
+    return digest.hexdigest(), size
+
+
+def export_model(model: keras.Model, out: Path, formats: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Write the requested formats; returns {kind: path} and {kind: why it was skipped}."""
+    written: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    if "keras" in formats:
+        written["keras"] = out / "model.keras"
+        model.save(written["keras"])
+    if "savedmodel" in formats:
+        if keras.backend.backend() == "tensorflow":
+            target = out / "saved_model"
+            shutil.rmtree(target, ignore_errors=True)
+            model.export(str(target), format="tf_saved_model", verbose=False)
+            written["savedmodel"] = target
+        else:
+            skipped["savedmodel"] = f"SavedModel needs the TensorFlow backend (this is {keras.backend.backend()})"
+    if "onnx" in formats:
+        try:
+            model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+            written["onnx"] = out / "model.onnx"
+        except Exception as exc:  # the backend or the model's layers cannot be converted
+            skipped["onnx"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return written, skipped
+
+
+def software_versions() -> dict[str, str]:
+    import importlib.metadata
+
+    versions = {"python": platform.python_version(), "keras_backend": keras.backend.backend()}
+    for package in ("hpsearch", "keras", "tensorflow", "keras-tuner", "numpy", "scikit-learn"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_final_job(task: FinalTask, conn: Any, stop: Any) -> None:
+    """Child process entry point. Always ends by sending ("done", result) or ("failed", reason)."""
+    try:
+        conn.send(("done", _train_evaluate_export(task, conn, stop)))
+    except TrialFailed as exc:
+        conn.send(("failed", str(exc)))
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    finally:
+        conn.close()
+
+
+def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, Any]:
+    keras.utils.set_random_seed(task.seed)
+    out = Path(task.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
+    hp = kt.HyperParameters.from_config({"space": task.space["space"], "values": dict(task.params)})
+    hp.ensure_active_values()
+    model = hypermodel.build(hp)
+    check_model(model, task.hypermodel)
+    data = open_dataset(Path(task.data_dir))
+    if "test" not in data:
+        raise TrialFailed(f"{task.data}: returns no 'test' split; promote evaluates the final model on it")
+    train, held_out = training_data(data["train"], data["validation"], task.train_on)
+    early_stopping = None
+    if held_out is not None:
+        monitor, mode = task.objective, task.direction
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=task.patience or 1, restore_best_weights=True
+        )
+    else:  # nothing held out: the last epoch is the model
+        monitor, mode = "loss", "min"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        out / BEST_WEIGHTS,
+        monitor=monitor,
+        mode=mode,
+        save_best_only=held_out is not None,
+        save_weights_only=True,
+    )
+    fit_state = FitState(out / FIT_STATE, checkpoint, early_stopping, monitor, mode)
+    # The study's own EarlyStopping served the search; the final job's early stopping is ours.
+    user_callbacks = [c for c in task.callbacks if c["name"] != "EarlyStopping"]
+    callbacks = [
+        *make_callbacks(user_callbacks, task.base_dir),
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
+        checkpoint,
+        *([early_stopping] if early_stopping is not None else []),
+        fit_state,
+        FinalReporter(conn, stop),
+    ]
+    fit_kwargs: dict[str, Any] = {
+        "x": train.x,
+        "y": train.y,
+        "epochs": task.epochs,
+        "callbacks": callbacks,
+        "shuffle": task.shuffle,
+        "verbose": 0,
+    }
+    if held_out is not None:
+        fit_kwargs["validation_data"] = (
+            (held_out.x, held_out.y) if held_out.weight is None else (held_out.x, held_out.y, held_out.weight)
+        )
+    if train.weight is not None:
+        fit_kwargs["sample_weight"] = train.weight
+    if task.batch_size is not None:
+        fit_kwargs["batch_size"] = task.batch_size
+    if task.class_weight:
+        fit_kwargs["class_weight"] = task.class_weight
+    hypermodel.fit(hp, model, **fit_kwargs)
+    if stop.is_set():
+        raise TrialFailed("stopped before the end of training")
+    if (out / BEST_WEIGHTS).exists():  # the best epoch's weights, also after a resume
+        model.load_weights(out / BEST_WEIGHTS)
+
+    test = data["test"]
+    test_metrics = model.evaluate(test.x, test.y, sample_weight=test.weight, return_dict=True, verbose=0)
+    predictions = model.predict(test.x, verbose=0)
+    evaluation = evaluate_predictions(
+        np.asarray(test.y),
+        np.asarray(predictions),
+        task=task.task,  # type: ignore[arg-type]
+        thresholds=task.thresholds,
+        features=test.slices,
+        slices=task.slices,
+    )
+    written, skipped = export_model(model, out, task.formats)
+    class_rows = [dataclasses.asdict(row) for row in evaluation.class_rows]
+    slice_rows = [dataclasses.asdict(row) for row in evaluation.slice_rows]
+    card = {
+        "study": task.study_name,
+        "final_job": task.job_number,
+        "trial": task.trial_number,
+        "params": task.params,
+        "objective": {"name": task.objective, "direction": task.direction, "best": fit_state.best},
+        "training": {
+            "on": task.train_on,
+            "epochs": task.epochs,
+            "epochs_trained": fit_state.last_epoch,
+            "best_epoch": fit_state.best_epoch,
+            "patience": task.patience,
+            "seed": task.seed,
+            "batch_size": task.batch_size,
+            "class_weight": task.class_weight,
+        },
+        "data": {
+            "loader": task.data,
+            "examples": {name: len(split) for name, split in data.items()},
+            "slice_features": sorted(test.slices or {}),
+        },
+        "task": evaluation.task,
+        "test_metrics": {name: float(value) for name, value in test_metrics.items()},
+        "class_metrics": class_rows,
+        "confusion_matrix": evaluation.confusion,
+        "slices": slice_rows,
+        "exports": {kind: path.name for kind, path in written.items()},
+        "skipped_exports": skipped,
+        "software": software_versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    card_path = out / "model_card.json"
+    card_path.write_text(json.dumps(card, indent=2, default=float))
+    artifacts = [(kind, path) for kind, path in written.items()] + [("model_card", card_path)]
+    if (out / BEST_WEIGHTS).exists():
+        artifacts.append(("best_weights", out / BEST_WEIGHTS))
+    return {
+        "best_epoch": fit_state.best_epoch,
+        "objective": fit_state.best,
+        "test_metrics": card["test_metrics"],
+        "confusion": evaluation.confusion,
+        "class_rows": class_rows,
+        "slice_rows": slice_rows,
+        "artifacts": [(kind, str(path), *tree_sha256(path)) for kind, path in artifacts],
+    }

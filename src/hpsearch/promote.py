@@ -1,0 +1,104 @@
+"""Promotion: choose the trial, plan its final job, and (with ``--local``) run it in this process's worker.
+
+The job itself (retrain, evaluate, export) runs in a worker's child process: see :mod:`hpsearch.finaljob`.
+Epochs: on ``train`` the job trains up to ``epochs`` (default: the study's max_epochs) and early-stops on
+the validation split with ``patience``; on ``train+validation`` nothing is held out for early stopping, so
+it trains for the promoted trial's best epoch count, as AutoKeras' ``final_fit`` does: the same number of
+passes over a larger set. Never imports keras.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from hpsearch.errors import UsageError
+from hpsearch.spec import StudySpec
+from hpsearch.store import Store, TrialState
+from hpsearch.store.models import FinalJob, Study, Trial
+
+
+def chosen_trial(store: Store, study: Study, number: int | None) -> Trial:
+    if number is None:
+        best = store.best_trial(study)
+        if best is None:
+            raise UsageError(f"study {study.name}", "no completed trial to promote")
+        return best
+    trial = store.trial(study.id, number)
+    if trial.state != TrialState.COMPLETED:
+        raise UsageError(f"trial {number}", f"is {trial.state}; only a COMPLETED trial can be promoted")
+    return trial
+
+
+def plan_final_job(
+    store: Store,
+    study: Study,
+    *,
+    trial_number: int | None = None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    on: str | None = None,
+) -> FinalJob:
+    """The unsaved final-job row for a study's best (or chosen) trial; options override the study file."""
+    trial = chosen_trial(store, study, trial_number)
+    settings = StudySpec.model_validate(study.spec).promote
+    on = on or settings.on
+    if on not in ("train", "train+validation"):
+        raise UsageError("--on", f"must be 'train' or 'train+validation' (got {on!r})")
+    for name, value in (("--epochs", epochs), ("--patience", patience)):
+        if value is not None and value <= 0:
+            raise UsageError(name, f"must be a positive number of epochs (got {value})")
+    if on == "train+validation":
+        epochs = epochs or trial.best_epoch or trial.epochs_done
+        patience = None
+    else:
+        epochs = epochs or settings.epochs or study.max_epochs
+        patience = patience or settings.patience
+    return FinalJob(
+        study_id=study.id,
+        trial_id=trial.id,
+        state=TrialState.QUEUED,
+        params=dict(trial.params),
+        train_on=on,
+        epochs=epochs,
+        patience=patience,
+        seed=trial.seed,
+        epochs_done=0,
+        attempts=0,
+    )
+
+
+def final_job_dir(study: Study, job: FinalJob) -> Path:
+    return Path(study.artifact_root) / study.name / "final" / str(job.number)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def take_over_if_abandoned(store: Store, job: FinalJob) -> None:
+    """A job left RUNNING by a process of this host that is gone (a killed ``promote --local``) is queued
+    again at once, so running promote again resumes it instead of waiting for its lease to expire."""
+    if job.state != TrialState.RUNNING:
+        return
+    worker = store.final_job_worker(job.id)
+    if worker is not None and worker.host == socket.gethostname() and not _process_alive(worker.pid):
+        store.requeue_final_job(job.id, f"its process {worker.pid} on {worker.host} is gone; resumed")
+
+
+def run_local(store: Store, job: FinalJob) -> FinalJob:
+    """Run one final job in a worker of this process (a fork-server child, as on any worker)."""
+    from hpsearch.worker import Worker
+
+    take_over_if_abandoned(store, job)
+    job = store.final_job(job.id)
+    if job.state == TrialState.QUEUED:
+        Worker(store, final_job=job.id, max_trials=1).run()
+    return store.final_job(job.id)
