@@ -85,18 +85,28 @@ class FitState(keras.callbacks.Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.last_epoch = 0
+        self.start_epochs: list[int] = []  # the epoch each attempt started from: [0, 7] = resumed after 7
+        self.finished = False  # training ended (epochs done or early-stopped): a rerun only evaluates
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self.path.exists():
+            self.start_epochs = [0]
             return
         state = json.loads(self.path.read_text())
         self.best, self.best_epoch, self.last_epoch = state["best"], state["best_epoch"], state["epoch"]
+        self.start_epochs = [*state["start_epochs"], self.last_epoch]
+        self.finished = state["finished"]
         if self.best is not None:
             self.checkpoint.best = self.best
         if self.early_stopping is not None and state["wait"] is not None:
             self.early_stopping.wait = state["wait"]
             if self.best is not None:
                 self.early_stopping.best = self.best
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if not self.model.stop_training or self.early_stopping is None or self.early_stopping.stopped_epoch:
+            self.finished = True
+            self._save()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.last_epoch = epoch + 1
@@ -105,11 +115,16 @@ class FitState(keras.callbacks.Callback):
             value = float(value)
             if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
                 self.best, self.best_epoch = value, epoch + 1
+        self._save()
+
+    def _save(self) -> None:
         state = {
             "epoch": self.last_epoch,
             "best": self.best,
             "best_epoch": self.best_epoch,
             "wait": self.early_stopping.wait if self.early_stopping is not None else None,
+            "start_epochs": self.start_epochs,
+            "finished": self.finished,
         }
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(state))
@@ -250,7 +265,8 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     user_callbacks = [c for c in task.callbacks if c["name"] != "EarlyStopping"]
     callbacks = [
         *make_callbacks(user_callbacks, task.base_dir),
-        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
+        # Kept after training: a job that fails later (export) resumes with training done.
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True, delete_checkpoint=False),
         checkpoint,
         *([early_stopping] if early_stopping is not None else []),
         fit_state,
@@ -274,7 +290,11 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
         fit_kwargs["batch_size"] = task.batch_size
     if task.class_weight:
         fit_kwargs["class_weight"] = task.class_weight
-    hypermodel.fit(hp, model, **fit_kwargs)
+    state_file = out / FIT_STATE
+    if state_file.exists() and json.loads(state_file.read_text())["finished"]:
+        fit_state.on_train_begin()  # trained by an earlier attempt that failed after training: evaluate only
+    else:
+        hypermodel.fit(hp, model, **fit_kwargs)
     if stop.is_set():
         raise TrialFailed("stopped before the end of training")
     if (out / BEST_WEIGHTS).exists():  # the best epoch's weights, also after a resume
@@ -292,6 +312,8 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
         slices=task.slices,
     )
     written, skipped = export_model(model, out, task.formats)
+    written["predictions"] = out / "test_predictions.npy"  # what the exported models must reproduce
+    np.save(written["predictions"], np.asarray(predictions))
     class_rows = [dataclasses.asdict(row) for row in evaluation.class_rows]
     slice_rows = [dataclasses.asdict(row) for row in evaluation.slice_rows]
     card = {
@@ -304,6 +326,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
             "on": task.train_on,
             "epochs": task.epochs,
             "epochs_trained": fit_state.last_epoch,
+            "start_epochs": fit_state.start_epochs,
             "best_epoch": fit_state.best_epoch,
             "patience": task.patience,
             "seed": task.seed,
@@ -327,6 +350,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     }
     card_path = out / "model_card.json"
     card_path.write_text(json.dumps(card, indent=2, default=float))
+    shutil.rmtree(out / "backup", ignore_errors=True)
     artifacts = [(kind, path) for kind, path in written.items()] + [("model_card", card_path)]
     if (out / BEST_WEIGHTS).exists():
         artifacts.append(("best_weights", out / BEST_WEIGHTS))

@@ -169,7 +169,9 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         fit_kwargs: dict[str, Any] = {
             "x": train.x,
             "y": train.y,
-            "validation_data": (validation.x, validation.y),
+            "validation_data": (validation.x, validation.y)
+            if validation.weight is None
+            else (validation.x, validation.y, validation.weight),
             "epochs": task.budget_epochs,
             "initial_epoch": initial_epoch,
             "callbacks": [
@@ -184,6 +186,8 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
             fit_kwargs["batch_size"] = task.batch_size
         if task.class_weight:
             fit_kwargs["class_weight"] = task.class_weight
+        if train.weight is not None:
+            fit_kwargs["sample_weight"] = train.weight
         if initial_epoch < task.budget_epochs:
             hypermodel.fit(hp, model, **fit_kwargs)
         conn.send(("done", dict(hp.values), hp.get_config()["space"]))

@@ -194,7 +194,6 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-
 class FinalJob(Base):
     """A promotion: the chosen trial's parameters retrained into the model that is evaluated and exported."""
 
@@ -229,9 +228,7 @@ class FinalJobMetric(Base):
     """The final job's learning curve: one row per epoch and logged metric, like ``trial_metrics``."""
 
     __tablename__ = "final_job_metrics"
-    __table_args__ = (
-        UniqueConstraint("final_job_id", "epoch", "name", name="uq_final_job_metrics_job_epoch_name"),
-    )
+    __table_args__ = (UniqueConstraint("final_job_id", "epoch", "name", name="uq_final_job_metrics_job_epoch_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     final_job_id: Mapped[int] = mapped_column(ForeignKey("final_jobs.id", ondelete="CASCADE"))
