@@ -21,7 +21,7 @@ import hpsearch.store.repository as repository
 from hpsearch.coordinator import Coordinator
 from hpsearch.report import render_report
 from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Artifact, Study, TrialAttempt
+from hpsearch.store.models import Artifact, FinalJob, Study, TrialAttempt
 from hpsearch.strategies.schedulers import Hyperband
 
 PAYLOAD = "<script>alert(1)</script>"
@@ -339,12 +339,68 @@ def _page_requests(net_log: Path) -> list[str]:
     return [str(p["url"]) for p in params if "url" in p and p.get("initiator") != "not an origin"]
 
 
+def add_final_job(store: Store, study: Study) -> FinalJob:
+    """A completed final job as a worker records it (no training), with a payload in a slice value."""
+    best = store.best_trial(study)
+    assert best is not None
+    job, _ = store.create_final_job(
+        FinalJob(study_id=study.id, trial_id=best.id, params=best.params, train_on="train", epochs=5, seed=1)
+    )
+    worker = store.register_worker("final-worker", "host", 1, None)
+    assert store.claim_final_job(worker, job_id=job.id) is not None
+    store.record_final_epoch(job.id, worker, 1, {"loss": 0.5, "val_accuracy": 0.8})
+    slice_row = {
+        "threshold": 0.5,
+        "count": 10,
+        "positives": 4,
+        "accuracy": 0.8,
+        "false_positive_rate": 0.1,
+        "false_negative_rate": 0.25,
+        "precision": 0.75,
+        "recall": 0.75,
+        "f1": 0.75,
+        "auc": 0.9,
+    }
+    assert store.finish_final_job(
+        job.id,
+        worker,
+        best_epoch=1,
+        objective=0.8,
+        test_metrics={"loss": 0.4, "accuracy": 0.81},
+        confusion={"labels": ["0", "1"], "matrix": [[5, 1], [1, 3]]},
+        class_rows=[
+            {"class_label": "0", "precision": 0.83, "recall": 0.83, "f1": 0.83, "support": 6},
+            {"class_label": "1", "precision": 0.75, "recall": 0.75, "f1": 0.75, "support": 4},
+        ],
+        slice_rows=[
+            {"slice": "all", "slice_value": "all", **slice_row},
+            {"slice": "g", "slice_value": PAYLOAD, **slice_row},
+        ],
+        artifacts=[Artifact(study_id=study.id, kind="keras", uri="/a/model.keras", sha256="0" * 64, size_bytes=1)],
+    )
+    return store.final_job(job.id)
+
+
+def test_the_final_model_section_shows_the_newest_completed_job(hb_report: tuple[Store, Study]) -> None:
+    store, study = hb_report
+    add_final_job(store, study)
+    page = render_report(store, study.name)
+    section = page[page.index('<section id="final-model">') : page.index('<section id="trials">')]
+    assert "No final model yet" not in section
+    assert '<div class="plot" id="plot-confusion">' in section
+    assert "<td>accuracy</td><td>0.81</td>" in section  # test metrics
+    assert "<td>1</td><td>0.75</td><td>0.75</td><td>0.75</td><td>4</td>" in section  # per class
+    assert f"<td>g</td><td>{ESCAPED}</td><td>0.5</td><td>10</td>" in section  # per slice, escaped
+    assert "/a/model.keras" in section
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_report_renders_in_headless_chromium(hb_report: tuple[Store, Study], tmp_path: Path) -> None:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run this test")
     store, study = hb_report
+    add_final_job(store, study)
     report = tmp_path / "report.html"
     report.write_text(render_report(store, study.name).replace("<head>", "<head>" + _DIALOG_HOOK, 1))
 
@@ -353,7 +409,7 @@ def test_report_renders_in_headless_chromium(hb_report: tuple[Store, Study], tmp
     assert done.returncode == 0, done.stderr[-3000:]
     dom = done.stdout
     assert dom.rstrip().endswith("</html>"), done.stderr[-3000:]
-    for plot in PLOTS:
+    for plot in (*PLOTS, "confusion"):
         start = dom.index(f'id="plot-{plot}"')
         container = dom[start : dom.index("</section>", start)]
         assert container.count("<svg") > 0, f"plotly drew nothing in plot-{plot}"

@@ -743,9 +743,71 @@ def _timeline_figure(data: _Data) -> Any:
 
 
 def _final_model_section(store: Store, study: Study) -> str:
-    """The final model (the best configuration retrained by ``hpsearch promote``): its metrics and where it
-    is. Promotion is not built yet, so this says so; it is the place to show the final model later."""
-    return '<p class="note">No final model yet (run <code>hpsearch promote</code>).</p>'
+    """The newest completed final job (``hpsearch promote``): test metrics, confusion-matrix heatmap,
+    per-class and per-slice tables, and its exported files."""
+    jobs = [job for job in store.final_jobs(study.id) if job.state == TrialState.COMPLETED]
+    if not jobs:
+        waiting = store.final_jobs(study.id)
+        if waiting:
+            job = waiting[-1]
+            return f'<p class="note">Final job {job.number} is {_e(job.state)} ({job.epochs_done} epochs so far).</p>'
+        return '<p class="note">No final model yet (run <code>hpsearch promote</code>).</p>'
+    job = jobs[-1]
+    trial_number = next((t.number for t in store.trials(study.id) if t.id == job.trial_id), None)
+    classes, slices = store.final_evaluation(job.id)
+    parts = [
+        f"<p>Final job {job.number}: trial #{trial_number} retrained on <code>{_e(job.train_on)}</code> for "
+        f"{job.epochs_done} epochs (best epoch {job.best_epoch}, {_e(study.objective_name)} = "
+        f"{_fmt(job.objective)}); parameters {_params_html(job.params)}.</p>",
+        _table(["test metric", "value"], [[_e(k), _fmt(v)] for k, v in (job.test_metrics or {}).items()]),
+    ]
+    if job.confusion_matrix:
+        heatmap = _figure_html(_confusion_figure(job.confusion_matrix), "fig-confusion")
+        parts.append(f'<div class="plot" id="plot-confusion">{heatmap}</div>')
+    if classes:
+        rows = [[_e(c.class_label), _fmt(c.precision), _fmt(c.recall), _fmt(c.f1), str(c.support)] for c in classes]
+        parts.append(_table(["class", "precision", "recall", "F1", "support"], rows))
+    if slices:
+        rows = [
+            [_e(r.slice), _e(r.slice_value), _fmt(r.threshold), str(r.count)]
+            + [
+                _fmt(v) if v is not None else "-"
+                for v in (r.accuracy, r.false_positive_rate, r.false_negative_rate, r.auc)
+            ]
+            for r in slices
+        ]
+        parts.append(_table(["slice", "value", "threshold", "n", "accuracy", "FPR", "FNR", "AUC"], rows))
+    files = [[_e(a.kind), f"<code>{_e(a.uri)}</code>", _e(a.sha256[:16])] for a in store.final_artifacts(job.id)]
+    parts.append(_table(["export", "path", "sha256"], files))
+    return "\n".join(parts)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """A table of already-escaped cells."""
+    header = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _confusion_figure(confusion: dict[str, Any]) -> Any:
+    import plotly.graph_objects as go
+
+    labels = [_t(label) for label in confusion["labels"]]
+    matrix = confusion["matrix"]
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            colorscale="Blues",
+            text=matrix,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title_text="predicted", type="category")
+    figure.update_yaxes(title_text="true", type="category", autorange="reversed")
+    return _layout(figure, 200 + 30 * len(labels))
 
 
 def _first_line(text: str | None) -> str:
