@@ -58,3 +58,78 @@ def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
     Path(path).write_bytes(bytes(corrupt))
     with pytest.raises(TrialFailed, match="does not match its sha256"):
         restore_checkpoint(build(), path, sha256)
+
+
+class _Pipe:
+    """Collects what a trial's child sends to its worker."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[object, ...]] = []
+
+    def send(self, message: tuple[object, ...]) -> None:
+        self.sent.append(message)
+
+    def close(self) -> None:
+        pass
+
+
+def test_rerunning_a_trial_with_its_seed_gives_the_same_metrics(tmp_path: Path) -> None:
+    """The trial's seed (Python, NumPy, backend via keras.utils.set_random_seed) fixes initial weights, dropout
+    and shuffling: the same trial run twice on the CPU reports identical metrics; another seed does not."""
+    import threading
+
+    from hpsearch.loading import Split, save_dataset
+    from hpsearch.training import TrialTask, run_trial
+
+    (tmp_path / "model.py").write_text(
+        "import keras\n"
+        "def build(hp):\n"
+        "    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int('units', 8, 16, step=8)),\n"
+        "                              keras.layers.Dropout(0.3), keras.layers.Dense(2, activation='softmax')])\n"
+        "    model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "    return model\n"
+    )
+    x, y = data()
+    save_dataset({"train": Split(x[:192], y[:192]), "validation": Split(x[192:], y[192:])}, tmp_path / "data")
+    space = {
+        "space": [
+            {
+                "class_name": "Int",
+                "config": {
+                    "name": "units",
+                    "min_value": 8,
+                    "max_value": 16,
+                    "step": 8,
+                    "sampling": "linear",
+                    "conditions": [],
+                    "default": None,
+                },
+            }
+        ]
+    }
+
+    def run(seed: int, name: str) -> list[dict[str, float]]:
+        task = TrialTask(
+            study_name="s",
+            number=0,
+            params={"units": 16},
+            space=space,
+            hypermodel="model.py:build",
+            base_dir=str(tmp_path),
+            data_dir=str(tmp_path / "data"),
+            objectives=["val_accuracy"],
+            budget_epochs=3,
+            initial_epoch=0,
+            seed=seed,
+            checkpoint_dir=str(tmp_path / name),
+            batch_size=16,
+            shuffle=True,
+        )
+        pipe = _Pipe()
+        run_trial(task, pipe, threading.Event())
+        assert pipe.sent[-1][0] == "done", pipe.sent[-1]
+        return [m[2] for m in pipe.sent if m[0] == "epoch"]  # type: ignore[misc]
+
+    first, again, other = run(11, "a"), run(11, "b"), run(12, "c")
+    assert len(first) == 3 and first == again
+    assert first != other
