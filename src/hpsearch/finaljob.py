@@ -26,9 +26,9 @@ import keras_tuner as kt
 import numpy as np
 
 from hpsearch.evaluation import evaluate_predictions
-from hpsearch.loading import Inputs, Split, check_model, load_hypermodel, open_dataset
+from hpsearch.loading import Split, check_model, load_hypermodel, open_dataset
 from hpsearch.space import Value
-from hpsearch.training import TrialFailed, make_callbacks, sha256_of
+from hpsearch.training import TrialFailed, TrialTask, cross_validate, joined, make_callbacks, sha256_of
 
 BEST_WEIGHTS = "best.weights.h5"
 FIT_STATE = "fit_state.json"
@@ -62,6 +62,9 @@ class FinalTask:
     slices: list[list[str]] = field(default_factory=list)
     task: str = "auto"
     formats: list[str] = field(default_factory=lambda: ["keras", "savedmodel", "onnx"])
+    cv_folds: int | None = None
+    cv_repeats: int = 1
+    trial_best_epoch: int = 1
 
 
 class FitState(keras.callbacks.Callback):
@@ -151,26 +154,9 @@ class FinalReporter(keras.callbacks.Callback):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {epoch + 1} of the final job")
 
 
-def _concat(first: Inputs, second: Inputs) -> Inputs:
-    if isinstance(first, dict) and isinstance(second, dict):
-        return {key: np.concatenate([first[key], second[key]]) for key in first}
-    assert not isinstance(first, dict) and not isinstance(second, dict)
-    return np.concatenate([first, second])
-
-
 def training_data(train: Split, validation: Split, train_on: str) -> tuple[Split, Split | None]:
     """ "train": fit on train, early-stop on validation; "train+validation": fit on both, nothing held out."""
-    if train_on == "train":
-        return train, validation
-    weight = None
-    if train.weight is not None or validation.weight is not None:
-        weight = np.concatenate(
-            [
-                train.weight if train.weight is not None else np.ones(len(train), "float32"),
-                validation.weight if validation.weight is not None else np.ones(len(validation), "float32"),
-            ]
-        )
-    return Split(_concat(train.x, validation.x), np.concatenate([train.y, validation.y]), weight), None
+    return (train, validation) if train_on == "train" else (joined(train, validation), None)
 
 
 def tree_sha256(path: Path) -> tuple[str, int]:
@@ -218,6 +204,35 @@ def software_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def _cross_validation_estimate(
+    task: FinalTask, hypermodel: Any, hp: Any, data: dict[str, Split], stop: Any
+) -> dict[str, float]:
+    """The study's K-fold protocol on train + validation, reshuffled (a partition the search did not select
+    on), training for the promoted trial's best epoch count: ``cv_<metric>`` means and ``cv_<metric>_std``."""
+    protocol = TrialTask(
+        study_name=task.study_name,
+        number=task.trial_number,
+        params=task.params,
+        space=task.space,
+        hypermodel=task.hypermodel,
+        base_dir=task.base_dir,
+        data_dir=task.data_dir,
+        objectives=[task.objective],
+        budget_epochs=task.trial_best_epoch,
+        initial_epoch=0,
+        seed=task.seed + 1_000_003,
+        checkpoint_dir="",
+        batch_size=task.batch_size,
+        shuffle=task.shuffle,
+        class_weight=task.class_weight,
+        callbacks=[c for c in task.callbacks if c["name"] != "EarlyStopping"],
+        cv_folds=task.cv_folds,
+        cv_repeats=task.cv_repeats,
+    )
+    summary = cross_validate(protocol, hypermodel, hp, data, task.trial_best_epoch, stop)
+    return {f"cv_{name}": value for name, value in (summary[-1] if summary else {}).items()}
 
 
 def run_final_job(task: FinalTask, conn: Any, stop: Any) -> None:
@@ -301,6 +316,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
         model.load_weights(out / BEST_WEIGHTS)
 
     test = data["test"]
+    cv_estimate = _cross_validation_estimate(task, hypermodel, hp, data, stop) if task.cv_folds else {}
     test_metrics = model.evaluate(test.x, test.y, sample_weight=test.weight, return_dict=True, verbose=0)
     predictions = model.predict(test.x, verbose=0)
     evaluation = evaluate_predictions(
@@ -339,7 +355,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
             "slice_features": sorted(test.slices or {}),
         },
         "task": evaluation.task,
-        "test_metrics": {name: float(value) for name, value in test_metrics.items()},
+        "test_metrics": {name: float(value) for name, value in test_metrics.items()} | cv_estimate,
         "class_metrics": class_rows,
         "confusion_matrix": evaluation.confusion,
         "slices": slice_rows,

@@ -139,6 +139,10 @@ class SearchSection(_Strict):
     max_wall_time: Duration | None = None
     max_total_epochs: int | None = Field(default=None, gt=0)
     trial_timeout: Duration | None = None
+    # K-fold (iterated with reshuffling when cv_repeats > 1) over train + validation, for small data: a trial's
+    # metrics are the means over folds (and <name>_std their standard deviations).
+    cv_folds: int | None = Field(default=None, ge=2, le=100)
+    cv_repeats: int = Field(default=1, ge=1, le=100)
     # Algorithm options; defaults follow Keras Tuner where it has the same algorithm.
     factor: int = Field(default=3, ge=2, le=100)
     hyperband_iterations: int = Field(default=1, gt=0, le=1000)
@@ -162,6 +166,8 @@ class SearchSection(_Strict):
                 "max_wall_time",
                 "max_total_epochs",
                 "trial_timeout",
+                "cv_folds",
+                "cv_repeats",
             }
             allowed = ALGORITHM_OPTIONS.get(algorithm)
             if allowed is not None:
@@ -181,6 +187,11 @@ class SearchSection(_Strict):
     def _epochs_fit(self) -> SearchSection:
         if self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs {self.min_epochs} > max_epochs {self.max_epochs}")
+        if self.cv_repeats > 1 and self.cv_folds is None:
+            raise ValueError("cv_repeats needs cv_folds")
+        if self.cv_folds is not None and self.algorithm in ("hyperband", "asha", "bohb"):
+            # A promoted trial continues from its parent's checkpoint; K models per trial have none to share.
+            raise ValueError(f"cv_folds does not combine with {self.algorithm!r}; use random, grid, tpe or bayesian")
         return self
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+import numpy as np
 
-from hpsearch.loading import check_model, load_hypermodel, load_object, open_dataset
+from hpsearch.loading import Dataset, Inputs, Split, check_model, load_hypermodel, load_object, open_dataset
 from hpsearch.space import Value
 
 CHECKPOINT_PATTERN = "checkpoint-{epoch:04d}.weights.h5"
@@ -48,6 +49,8 @@ class TrialTask:
     class_weight: dict[int, float] = field(default_factory=dict)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     tensorboard_dir: str | None = None
+    cv_folds: int | None = None
+    cv_repeats: int = 1
 
 
 class TrialFailed(Exception):
@@ -77,8 +80,10 @@ class Reporter(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.report(epoch, {name: float(value) for name, value in (logs or {}).items()})
+
+    def report(self, epoch: int, values: dict[str, float], checkpoint: bool = True) -> None:
         done = epoch + 1  # epochs are counted from 1 in the database: "after epoch 1"
-        values = {name: float(value) for name, value in (logs or {}).items()}
         if NUM_PARAMS in self.task.objectives:
             values[NUM_PARAMS] = float(self.model.count_params())
         if not self.checked_objective:
@@ -92,7 +97,8 @@ class Reporter(keras.callbacks.Callback):
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {done}")
-        self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
+        if checkpoint:
+            self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
         if self.stop.is_set():
             self.model.stop_training = True
 
@@ -144,6 +150,116 @@ def tensorboard_callbacks(task: TrialTask, params: dict[str, Any]) -> list[keras
     return [keras.callbacks.TensorBoard(log_dir=task.tensorboard_dir)]
 
 
+def fold_splits(y: np.ndarray, folds: int, repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) indices of ``repeats`` reshuffled K-fold partitions; stratified for class labels."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    labels = np.asarray(y)
+    stratify = (
+        labels.ndim == 1 and labels.dtype.kind in "biu" and labels.min() >= 0 and np.bincount(labels).min() >= folds
+    )
+    splits: list[tuple[np.ndarray, np.ndarray]] = []
+    for repeat in range(repeats):
+        splitter = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed + repeat)
+        splits.extend(splitter.split(np.zeros(len(labels)), labels if stratify else None))
+    return splits
+
+
+def _take(x: Inputs, rows: np.ndarray) -> Inputs:
+    return {k: np.asarray(v)[rows] for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)[rows]
+
+
+def joined(first: Split, second: Split) -> Split:
+    """Two splits as one (K-fold pools train and validation; so does a final job on train+validation)."""
+    if isinstance(first.x, dict) and isinstance(second.x, dict):
+        x: Inputs = {k: np.concatenate([first.x[k], second.x[k]]) for k in first.x}
+    else:
+        x = np.concatenate([first.x, second.x])  # type: ignore[list-item]
+    weight = None
+    if first.weight is not None or second.weight is not None:
+        weight = np.concatenate(
+            [s.weight if s.weight is not None else np.ones(len(s), "float32") for s in (first, second)]
+        )
+    return Split(x, np.concatenate([first.y, second.y]), weight)
+
+
+class _Curve(keras.callbacks.Callback):
+    """Keeps one fold's logs per epoch; obeys stop."""
+
+    def __init__(self, stop: Any) -> None:
+        super().__init__()
+        self.stop = stop
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop.is_set():
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epochs.append({name: float(value) for name, value in (logs or {}).items()})
+
+
+def cross_validate(
+    task: TrialTask, hypermodel: Any, hp: Any, data: Dataset, epochs: int, stop: Any
+) -> list[dict[str, float]]:
+    """Train one model per fold of train + validation; per epoch, every metric's mean over the folds that
+    reached it, and its standard deviation as ``<name>_std``."""
+    assert task.cv_folds is not None
+    pool = joined(data["train"], data["validation"])
+    curves = []
+    for index, (train_rows, held_rows) in enumerate(fold_splits(pool.y, task.cv_folds, task.cv_repeats, task.seed)):
+        if stop.is_set():
+            break
+        keras.utils.set_random_seed(task.seed + index)
+        model = hypermodel.build(hp)
+        check_model(model, task.hypermodel)
+        curve = _Curve(stop)
+        fit_kwargs = _fit_kwargs(task, Split(_take(pool.x, train_rows), pool.y[train_rows]), epochs)
+        held = (_take(pool.x, held_rows), pool.y[held_rows])
+        if pool.weight is not None:
+            fit_kwargs["sample_weight"] = pool.weight[train_rows]
+            held = (*held, pool.weight[held_rows])
+        fit_kwargs["validation_data"] = held
+        fit_kwargs["callbacks"] = [*make_callbacks(task.callbacks, task.base_dir), curve]
+        hypermodel.fit(hp, model, **fit_kwargs)
+        curves.append(curve.epochs)
+    summary = []
+    for epoch in range(max((len(c) for c in curves), default=0)):
+        reached = [c[epoch] for c in curves if len(c) > epoch]
+        values: dict[str, float] = {}
+        for name in reached[0]:
+            column = np.array([logs[name] for logs in reached if name in logs])
+            values[name] = float(column.mean())
+            values[f"{name}_std"] = float(column.std())
+        summary.append(values)
+    return summary
+
+
+def _fit_kwargs(task: TrialTask, train: Split, epochs: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"x": train.x, "y": train.y, "epochs": epochs, "shuffle": task.shuffle, "verbose": 0}
+    if task.batch_size is not None:
+        kwargs["batch_size"] = task.batch_size
+    if task.class_weight:
+        kwargs["class_weight"] = task.class_weight
+    if train.weight is not None:
+        kwargs["sample_weight"] = train.weight
+    return kwargs
+
+
+def _report_cross_validation(task: TrialTask, summary: list[dict[str, float]], model: Any, conn: Any) -> None:
+    """Send the fold means per epoch as the trial's curve (K models have no single checkpoint)."""
+    reporter = Reporter(task, conn, _Never())
+    reporter.set_model(model)
+    for epoch, values in enumerate(summary):
+        reporter.report(epoch, values, checkpoint=False)
+
+
+class _Never:
+    @staticmethod
+    def is_set() -> bool:
+        return False
+
+
 def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
     """Child process entry point. Always ends by sending ("done", ...) or ("failed", reason)."""
     try:
@@ -153,6 +269,11 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         # A parameter the space learnt after this trial was queued (first declared by another trial) takes
         # its default, as in Keras Tuner.
         hp.ensure_active_values()
+        if task.cv_folds is not None:
+            summary = cross_validate(task, hypermodel, hp, open_dataset(Path(task.data_dir)), task.budget_epochs, stop)
+            _report_cross_validation(task, summary, hypermodel.build(hp), conn)
+            conn.send(("done", dict(hp.values), hp.get_config()["space"]))
+            return
         model = hypermodel.build(hp)
         check_model(model, task.hypermodel)
         initial_epoch = task.initial_epoch
@@ -166,28 +287,18 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
                 initial_epoch = 0
         data = open_dataset(Path(task.data_dir))
         train, validation = data["train"], data["validation"]
-        fit_kwargs: dict[str, Any] = {
-            "x": train.x,
-            "y": train.y,
-            "validation_data": (validation.x, validation.y)
+        fit_kwargs = _fit_kwargs(task, train, task.budget_epochs)
+        fit_kwargs["initial_epoch"] = initial_epoch
+        fit_kwargs["validation_data"] = (
+            (validation.x, validation.y)
             if validation.weight is None
-            else (validation.x, validation.y, validation.weight),
-            "epochs": task.budget_epochs,
-            "initial_epoch": initial_epoch,
-            "callbacks": [
-                *make_callbacks(task.callbacks, task.base_dir),
-                *tensorboard_callbacks(task, hp.values),
-                Reporter(task, conn, stop),
-            ],
-            "shuffle": task.shuffle,
-            "verbose": 0,
-        }
-        if task.batch_size is not None:
-            fit_kwargs["batch_size"] = task.batch_size
-        if task.class_weight:
-            fit_kwargs["class_weight"] = task.class_weight
-        if train.weight is not None:
-            fit_kwargs["sample_weight"] = train.weight
+            else (validation.x, validation.y, validation.weight)
+        )
+        fit_kwargs["callbacks"] = [
+            *make_callbacks(task.callbacks, task.base_dir),
+            *tensorboard_callbacks(task, hp.values),
+            Reporter(task, conn, stop),
+        ]
         if initial_epoch < task.budget_epochs:
             hypermodel.fit(hp, model, **fit_kwargs)
         conn.send(("done", dict(hp.values), hp.get_config()["space"]))

@@ -176,6 +176,8 @@ class Worker:
             tensorboard_dir=str(Path(study.artifact_root) / study.name / "tensorboard" / f"trial-{claimed.number}")
             if spec.run.tensorboard
             else None,
+            cv_folds=spec.search.cv_folds,
+            cv_repeats=spec.search.cv_repeats,
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
@@ -334,11 +336,11 @@ class _FinalRun:
         from hpsearch.promote import final_job_dir
 
         study, spec = self.cached.study, self.cached.spec
-        trial_number = next((t.number for t in self.store.trials(study.id) if t.id == self.job.trial_id), -1)
+        trial = next((t for t in self.store.trials(study.id) if t.id == self.job.trial_id), None)
         return FinalTask(
             study_name=study.name,
             job_number=self.job.number,
-            trial_number=trial_number,
+            trial_number=trial.number if trial else -1,
             params=self.job.params,
             space=self.store.study_by_id(study.id).space,
             hypermodel=spec.study.hypermodel,
@@ -360,6 +362,9 @@ class _FinalRun:
             slices=[list(s) for s in spec.promote.slices],
             task=spec.promote.task,
             formats=list(spec.promote.formats),
+            cv_folds=spec.search.cv_folds,
+            cv_repeats=spec.search.cv_repeats,
+            trial_best_epoch=(trial.best_epoch or trial.epochs_done) if trial else self.job.epochs,
         )
 
     def run(self) -> None:
