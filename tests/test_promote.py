@@ -44,11 +44,20 @@ def load_data():
         "slices": {"group": group[340:], "parity": parity},
     }
 
+@keras.saving.register_keras_serializable(package="binary")
+def balanced_error(y_true, y_pred):
+    # a custom metric: the mean of the two classes' error rates
+    y_true = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "float32")
+    wrong = keras.ops.cast(keras.ops.not_equal(keras.ops.reshape(y_pred, (-1,)) > 0.5, y_true > 0.5), "float32")
+    positives = keras.ops.maximum(keras.ops.sum(y_true), 1.0)
+    negatives = keras.ops.maximum(keras.ops.sum(1.0 - y_true), 1.0)
+    return 0.5 * (keras.ops.sum(wrong * y_true) / positives + keras.ops.sum(wrong * (1.0 - y_true)) / negatives)
+
 def build_model(hp):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(hp.Int("units", 4, 8, step=4), activation="relu"),
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", 1e-3, 1e-1, sampling="log", default=1e-2)),
-                  loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc")])
+                  loss="binary_crossentropy", metrics=["accuracy", keras.metrics.AUC(name="auc"), balanced_error])
     return model
 
 class Slow(keras.callbacks.Callback):
@@ -93,6 +102,8 @@ import sys, json
 import numpy as np
 import keras
 out, x_path = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+import binary  # registers the custom metric the saved model was compiled with
 x = np.load(x_path)
 found = {"keras": keras.models.load_model(f"{out}/model.keras").predict(x, verbose=0).tolist()}
 import tensorflow as tf
@@ -124,7 +135,7 @@ def test_final_job_evaluates_exports_and_the_exports_reload(store: Store, tmp_pa
     assert created and (job.epochs, job.patience, job.train_on) == (6, 3, "train")
     job = run_local(store, job)
     assert job.state == TrialState.COMPLETED, job.error
-    assert set(job.test_metrics or {}) >= {"loss", "accuracy", "auc"}
+    assert set(job.test_metrics or {}) >= {"loss", "accuracy", "auc", "balanced_error"}  # custom metric too
     curve = store.final_metrics(job.id)
     assert list(curve) == list(range(1, job.epochs_done + 1)) and "val_auc" in curve[1]
     best = max(curve, key=lambda epoch: curve[epoch]["val_auc"] or 0)
@@ -156,7 +167,7 @@ def test_final_job_evaluates_exports_and_the_exports_reload(store: Store, tmp_pa
     x_test = np.random.default_rng(1).normal(size=(400, 4)).astype("float32")[340:]
     np.save(tmp_path / "x.npy", x_test)
     found = subprocess.run(
-        [sys.executable, "-c", RELOAD, str(out), str(tmp_path / "x.npy")],
+        [sys.executable, "-c", RELOAD, str(out), str(tmp_path / "x.npy"), str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
