@@ -28,7 +28,15 @@ import numpy as np
 from hpsearch.evaluation import evaluate_predictions
 from hpsearch.loading import Split, check_model, load_hypermodel, open_dataset
 from hpsearch.space import Value
-from hpsearch.training import TrialFailed, TrialTask, cross_validate, joined, make_callbacks, sha256_of
+from hpsearch.training import (
+    StopAware,
+    TrialFailed,
+    TrialTask,
+    cross_validate,
+    joined,
+    make_callbacks,
+    sha256_of,
+)
 
 BEST_WEIGHTS = "best.weights.h5"
 FIT_STATE = "fit_state.json"
@@ -134,17 +142,12 @@ class FitState(keras.callbacks.Callback):
         os.replace(temporary, self.path)
 
 
-class FinalReporter(keras.callbacks.Callback):
+class FinalReporter(StopAware):
     """Sends every epoch's logs to the worker; fails on a NaN loss; obeys stop."""
 
     def __init__(self, conn: Any, stop: Any) -> None:
-        super().__init__()
+        super().__init__(stop)
         self.conn = conn
-        self.stop = stop
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.stop.is_set():
-            self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         values = {name: float(value) for name, value in (logs or {}).items()}

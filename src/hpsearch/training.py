@@ -65,19 +65,26 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-class Reporter(keras.callbacks.Callback):
-    """Sends every epoch's logs and a checkpoint (weights + optimizer state) to the worker; obeys stop."""
+class StopAware(keras.callbacks.Callback):
+    """Ends training at the next batch once the worker sets ``stop`` (pruned, study stopped, shutdown)."""
 
-    def __init__(self, task: TrialTask, conn: Any, stop: Any) -> None:
+    def __init__(self, stop: Any) -> None:
         super().__init__()
-        self.task = task
-        self.conn = conn
         self.stop = stop
-        self.checked_objective = False
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stop.is_set():
             self.model.stop_training = True
+
+
+class Reporter(StopAware):
+    """Sends every epoch's logs and a checkpoint (weights + optimizer state) to the worker; obeys stop."""
+
+    def __init__(self, task: TrialTask, conn: Any, stop: Any) -> None:
+        super().__init__(stop)
+        self.task = task
+        self.conn = conn
+        self.checked_objective = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.report(epoch, {name: float(value) for name, value in (logs or {}).items()})
@@ -183,17 +190,12 @@ def joined(first: Split, second: Split) -> Split:
     return Split(x, np.concatenate([first.y, second.y]), weight)
 
 
-class _Curve(keras.callbacks.Callback):
+class _Curve(StopAware):
     """Keeps one fold's logs per epoch; obeys stop."""
 
     def __init__(self, stop: Any) -> None:
-        super().__init__()
-        self.stop = stop
+        super().__init__(stop)
         self.epochs: list[dict[str, float]] = []
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.stop.is_set():
-            self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epochs.append({name: float(value) for name, value in (logs or {}).items()})
