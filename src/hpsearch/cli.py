@@ -391,7 +391,7 @@ def trials(
 ) -> None:
     """The trials of a study."""
     if sort not in ("number", "objective"):
-        raise HpsearchError("--sort", f"must be 'number' or 'objective', not {sort!r}")
+        raise UsageError("--sort", f"must be 'number' or 'objective', not {sort!r}")
     store = open_store(db)
     item = store.study(study)
     rows = [_trial_dict(t) for t in store.trials(item.id, sort=sort, limit=limit, direction=item.direction)]
@@ -503,6 +503,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Entry point: one line per error, exit 2 for bad input, tracebacks only with --debug."""
+    if "--debug" not in sys.argv[1:]:
+        # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) would bury the one error line.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Batch schedulers and Kubernetes stop with SIGTERM: clean up as on Ctrl-C (trials go back to the queue).
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -171,8 +171,10 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
         if len(y) == 0:
             raise UserCodeError(f"{where}: {name}", "split is empty")
         for array in [*arrays, y]:
-            if array.dtype.kind == "O":
-                raise UserCodeError(f"{where}: {name}", "holds Python objects; convert to numeric arrays")
+            if array.dtype.kind not in "biufc":
+                raise UserCodeError(
+                    f"{where}: {name}", f"holds non-numeric values (dtype {array.dtype}); convert to numeric arrays"
+                )
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
                 raise UserCodeError(f"{where}: {name}", "contains NaN or infinite values")
         dataset[name] = Split(x, y)
