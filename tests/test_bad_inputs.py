@@ -365,15 +365,11 @@ def mutate(kind: str | None, url: str, artifacts: Path) -> None:
         (artifacts / "bad").mkdir(parents=True, exist_ok=True)
         shutil.rmtree(artifacts / "bad")
         (artifacts / "bad").write_text("not a directory")
-    elif kind == "full_artifacts":  # fill the tiny filesystem, leaving a few bytes
-        filler = artifacts / "filler"
-        with filler.open("wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 1024)
-                    handle.flush()
-            except OSError:
-                pass
+    elif kind == "full_artifacts":  # fill the tiny filesystem to the last byte
+        with suppress(OSError), (artifacts / "filler").open("wb") as handle:
+            while True:
+                handle.write(b"\0" * 1024)
+                handle.flush()
 
 
 def test_the_corpus_covers_every_bullet_of_the_issue() -> None:
