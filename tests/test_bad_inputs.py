@@ -276,10 +276,12 @@ def test_bad_input(
     monkeypatch: pytest.MonkeyPatch,
     refusing_postgres: RefusingPostgres,
 ) -> None:
+    import typer
+
     from hpsearch.cli import app
 
     required = case.get("requires_command")
-    if required and required not in {c.name for c in app.registered_commands}:
+    if required and required not in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
         pytest.skip(f"`hpsearch {required}` does not exist yet")
     work = tmp_path / "work"
     study_file = prepare_directory(case, work)
