@@ -533,6 +533,7 @@ def main() -> None:
 
 def _fail(where: str, what: str, code: int) -> None:
     """Print the one-line error (after the traceback with --debug) and exit with ``code``."""
+    # argv too: an unknown command fails before the option callback has set _debug.
     if _debug or "--debug" in sys.argv[1:2]:
         import traceback
 

@@ -189,7 +189,7 @@ def _kt_config(spec: ParamSpec, declared: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Conflict(Exception):
-    pass
+    """A hypermodel declared one parameter name with two types."""
 
 
 def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
