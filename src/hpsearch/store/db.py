@@ -154,7 +154,7 @@ def require_schema(engine: Engine) -> None:
         and not engine.url.query.get("uri")
         and not Path(database).exists()
     ):
-        raise StoreError(mask_url(engine.url), "no such database file; create it with `hpsearch db upgrade`")
+        raise StoreError(mask_url(engine.url), "no such database file; run `hpsearch db upgrade` to create it")
     current = check_not_newer(engine)
     if current != head_revision():
         state = "has no hpsearch schema" if current is None else f"is at schema revision {current}"
