@@ -528,7 +528,8 @@ def main() -> None:
             context = getattr(exc, "ctx", None)
             where = context.command_path if context is not None else "hpsearch"
             _fail(where, " ".join(exc.format_message().split()), exc.exit_code)  # type: ignore[attr-defined]
-        _fail("internal", f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+        hint = "" if _debug else " (run with --debug for the traceback)"
+        _fail("internal", f"{type(exc).__name__}: {exc}{hint}", 1)
 
 
 def _fail(where: str, what: str, code: int) -> None:
