@@ -160,24 +160,47 @@ def test_unreachable_database_and_malformed_url(tmp_path: Path) -> None:
 
 
 def test_a_password_in_the_url_appears_nowhere(tmp_path: Path, db_url: str) -> None:
+    """Every output, log, report, export and row of a study run with a password in its database URL."""
     if not db_url.startswith("postgresql"):
         pytest.skip("only a server URL carries a password")
     # The local server trusts its clients, so any password connects: the run is real.
     url = sa.engine.make_url(db_url).set(password="Sup3rS3cret").render_as_string(hide_password=False)
     path = write_tiny_study(tmp_path, max_trials=2, max_epochs=1, workers=1)
     outputs = [hpsearch("run", str(path), "--artifacts", str(tmp_path / "art"), cwd=tmp_path, db=url)]
-    outputs += [hpsearch(*cmd, cwd=tmp_path, db=url) for cmd in (["status"], ["best", "tiny"], ["trials", "tiny"])]
+    commands = [
+        ["status"],
+        ["status", "--json"],
+        ["best", "tiny"],
+        ["trials", "tiny"],
+        ["show", "tiny", "0", "--json"],
+        ["report", "tiny", "-o", "report.html"],
+        ["export", "tiny", "-o", "trials.csv"],
+        ["export", "tiny", "--format", "json", "--metrics", "-o", "curves.json"],
+        ["export", "tiny", "--format", "parquet", "-o", "trials.parquet"],
+        ["gc", "tiny", "--dry-run"],
+        ["db", "upgrade"],
+        ["--debug", "status"],
+    ]
+    outputs += [hpsearch(*cmd, cwd=tmp_path, db=url) for cmd in commands]
     assert all(o.returncode == 0 for o in outputs), [o.stderr for o in outputs]
+    # And where things go wrong, with and without --debug (tracebacks quote URLs).
+    failing = [["best", "nope"], ["--debug", "best", "nope"], ["--debug", "study", "create", "nowhere.toml"]]
+    outputs += [hpsearch(*cmd, cwd=tmp_path, db=url) for cmd in failing]
     for output in outputs:
-        assert "Sup3rS3cret" not in output.stdout + output.stderr
-    for file in tmp_path.rglob("*"):
-        if file.is_file():
-            assert b"Sup3rS3cret" not in file.read_bytes(), file
+        assert "Sup3rS3cret" not in output.stdout + output.stderr, output.args
+    assert "***" in outputs[0].stdout  # the masked URL is shown instead
+    written = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert {"report.html", "trials.csv", "curves.json", "trials.parquet"} <= {f.name for f in written}
+    assert [f for f in written if f.suffix == ".log"], "the workers wrote no logs"
+    for file in written:
+        assert b"Sup3rS3cret" not in file.read_bytes(), file
     engine = sa.create_engine(db_url)
     with engine.connect() as connection:
-        studies = connection.execute(sa.text("SELECT * FROM studies")).all()
+        tables = sa.inspect(connection).get_table_names()
+        rows = {t: connection.execute(sa.text(f'SELECT * FROM "{t}"')).all() for t in tables}
     engine.dispose()
-    assert "Sup3rS3cret" not in repr(studies)
+    assert rows["studies"] and rows["trials"]
+    assert "Sup3rS3cret" not in repr(rows)
 
 
 def test_coordinator_and_workers_as_separate_processes(tmp_path: Path, db_url: str) -> None:

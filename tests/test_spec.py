@@ -132,3 +132,66 @@ def test_several_objectives(tmp_path: Path) -> None:
     assert [(o.name, o.direction) for o in spec.study.objectives] == [("val_accuracy", "max"), ("num_params", "min")]
     with pytest.raises(SpecError, match="names an objective twice"):
         load_spec(write(tmp_path, VALID.replace('objective = "val_accuracy"', 'objective = ["val_loss", "val_loss"]')))
+
+
+# Lines of a valid study file, and lines that break it in the ways people do: any mix of them (and of random
+# text) is either a valid study or one SpecError, never another exception.
+TOML_LINES = [
+    *VALID.strip().splitlines(),
+    "[space.lr]",
+    "[space.units]",
+    "[fit]",
+    "[run]",
+    "[study]",
+    'type = "float"',
+    'type = "int"',
+    'type = "choice"',
+    'type = "fixed"',
+    'type = "banana"',
+    "min = 0.0",
+    "min = -1",
+    "max = 1e308",
+    "max = inf",
+    "min = nan",
+    "step = 0",
+    'sampling = "log"',
+    "values = []",
+    'values = [1, "a", true]',
+    "value = 3",
+    'algorithm = "hyperband"',
+    'algorithm = "asha"',
+    "factor = 1",
+    'sampler = "tpe"',
+    "min_epochs = 5",
+    'max_wall_time = "2h"',
+    'trial_timeout = "-1s"',
+    "batch_size = -3",
+    'callbacks = [{ name = "EarlyStopping", patience = 2 }]',
+    "callbacks = [{}]",
+    "class_weight = { 0 = 1.0, x = -2 }",
+    "workers = 0",
+    "heartbeat_seconds = 100",
+    'objective = ["val_loss", { name = "num_params" }]',
+    "objective = []",
+    'name = "../x"',
+    'name = "a\\u0000b"',
+    "max_trials = 99999999999999999999",
+    "x = { y = { z = [[]] } }",
+    "[[search]]",
+    "[study.objective]",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.booleans(), st.lists(st.sampled_from(TOML_LINES) | st.text(max_size=12), max_size=25))
+def test_any_toml_text_loads_or_raises_spec_error(
+    tmp_path_factory: pytest.TempPathFactory, from_valid: bool, lines: list[str]
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "study.toml"
+    path.write_text((VALID if from_valid else "") + "\n".join(lines), encoding="utf-8")
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in exc.where
+    else:
+        assert validate_spec(spec.model_dump(mode="json"), "stored") == spec

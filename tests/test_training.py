@@ -40,7 +40,7 @@ def test_two_epochs_plus_two_resumed_equal_four_uninterrupted(tmp_path: Path) ->
 
     keras.utils.set_random_seed(3)
     resumed = build()
-    restore_checkpoint(resumed, path, sha256)
+    restore_checkpoint(resumed, path, sha256, str(tmp_path))
     assert int(resumed.optimizer.iterations.numpy()) == 2 * 8  # Adam's step count (and moments) came back
     rest = resumed.fit(x, y, epochs=4, initial_epoch=2, batch_size=32, shuffle=False, verbose=0)
 
@@ -57,7 +57,27 @@ def test_a_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
     corrupt[len(corrupt) // 2] ^= 0xFF
     Path(path).write_bytes(bytes(corrupt))
     with pytest.raises(TrialFailed, match="does not match its sha256"):
-        restore_checkpoint(build(), path, sha256)
+        restore_checkpoint(build(), path, sha256, str(tmp_path))
+
+
+def test_a_checkpoint_outside_the_artifact_root_is_never_read(tmp_path: Path) -> None:
+    model = build()
+    path, sha256, _ = save_checkpoint(model, tmp_path / "elsewhere", 1)
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "elsewhere")
+    for uri in (path, str(tmp_path / "root" / ".." / "elsewhere" / Path(path).name), "relative.h5"):
+        with pytest.raises(TrialFailed, match="artifact"):
+            restore_checkpoint(build(), uri, sha256, str(tmp_path / "root"))
+    with pytest.raises(TrialFailed, match="outside the artifact root"):
+        restore_checkpoint(build(), str(tmp_path / "root" / "link" / Path(path).name), sha256, str(tmp_path / "root"))
+
+
+def test_a_failed_checkpoint_write_says_why_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TrialFailed, match="cannot write checkpoint"):
+        save_checkpoint(build(), blocker / "trials", 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 class _Pipe:
@@ -122,6 +142,7 @@ def test_rerunning_a_trial_with_its_seed_gives_the_same_metrics(tmp_path: Path) 
             initial_epoch=0,
             seed=seed,
             checkpoint_dir=str(tmp_path / name),
+            artifact_root=str(tmp_path),
             batch_size=16,
             shuffle=True,
         )

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.paths import artifact_path, ensure_writable_root
 from hpsearch.store import Store, StudyState, mask_url, open_store, resolve_url
 from hpsearch.store.db import scrub
 from hpsearch.store.models import Study, Trial, utcnow
@@ -41,6 +42,8 @@ ArtifactsOption = Annotated[
 # Workers and coordinators ride out a database restart this long (reconnecting with backoff).
 RETRY_SECONDS = 600.0
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# Trial numbers are 32-bit integers in the database: a larger one is a usage error, not a driver error.
+TrialNumber = Annotated[int, typer.Argument(min=0, max=2**31 - 1, help="The trial's number.")]
 
 
 @app.callback()
@@ -176,12 +179,13 @@ def run(
     url = resolve_url(db)
     store = open_store(url, create=True)
     study, created = create_study(store, study_file, artifacts)
+    ensure_writable_root(study.artifact_root)  # a resumed study's root may have gone read-only or full
+    log_dir = artifact_path(study.artifact_root, study.name, "logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
     if study.state != StudyState.RUNNING:
         store.set_study_state(study.id, StudyState.RUNNING)
     count = workers or study.spec["run"]["workers"]
     out.print(f"study {study.name} {'created' if created else 'resumed'}: {count} workers, {mask_url(url)}")
-    log_dir = Path(study.artifact_root) / study.name / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("hpsearch").setLevel(logging.WARNING)
     # The URL travels in the environment, not on the command line, where `ps` would show its password.
     env = {**os.environ, "HPSEARCH_DB": url}
@@ -387,7 +391,7 @@ def trials(
 ) -> None:
     """The trials of a study."""
     if sort not in ("number", "objective"):
-        raise HpsearchError("--sort", f"must be 'number' or 'objective', not {sort!r}")
+        raise UsageError("--sort", f"must be 'number' or 'objective', not {sort!r}")
     store = open_store(db)
     item = store.study(study)
     rows = [_trial_dict(t) for t in store.trials(item.id, sort=sort, limit=limit, direction=item.direction)]
@@ -410,7 +414,7 @@ def trials(
 
 
 @app.command()
-def show(study: str, number: int, db: DbOption = None, as_json: JsonOption = False) -> None:
+def show(study: str, number: TrialNumber, db: DbOption = None, as_json: JsonOption = False) -> None:
     """One trial: params, state, objective, attempts and its learning curve."""
     store = open_store(db)
     item = store.study(study)
@@ -563,7 +567,11 @@ def report(
 
     store = open_store(db)
     store.study(study)  # an unknown study is a usage error before any work
-    output.write_text(render_report(store, study), encoding="utf-8")
+    page = render_report(store, study)
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"-o {output}", f"cannot write: {exc.strerror or exc}") from None
     out.print(f"wrote {output}", highlight=False)
 
 
@@ -606,31 +614,42 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Entry point: one line per error, exit 2 for bad input, tracebacks only with --debug."""
+    if "--debug" not in sys.argv[1:]:
+        # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) would bury the one error line.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Batch schedulers and Kubernetes stop with SIGTERM: clean up as on Ctrl-C (trials go back to the queue).
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="hpsearch")
         if isinstance(code, int) and code:
             sys.exit(code)  # typer returns 130 after an interrupt instead of raising
     except HpsearchError as exc:
-        if _debug:
-            raise
-        err.print(f"error: {exc.where}: {exc.what}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.where, exc.what, exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        # Click's exceptions, matched by name: typer may bring its own vendored copy of click.
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "Exit" in kinds:
+            sys.exit(getattr(exc, "exit_code", 0))
+        if "Abort" in kinds:
             sys.exit(1)
-        if _debug:
-            raise
-        err.print(f"error: internal: {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False)
-        sys.exit(1)
+        if "ClickException" in kinds:  # a missing argument, a bad option value, an unknown command
+            context = getattr(exc, "ctx", None)
+            where = context.command_path if context is not None else "hpsearch"
+            _fail(where, " ".join(exc.format_message().split()), exc.exit_code)  # type: ignore[attr-defined]
+        hint = "" if _debug else " (run with --debug for the traceback)"
+        _fail("internal", f"{type(exc).__name__}: {exc}{hint}", 1)
+
+
+def _fail(where: str, what: str, code: int) -> None:
+    """Print the one-line error (after the traceback with --debug) and exit with ``code``."""
+    # argv too: an unknown command fails before the option callback has set _debug.
+    if _debug or "--debug" in sys.argv[1:2]:
+        import traceback
+
+        traceback.print_exc()
+    text = " ".join(f"error: {where}: {what}".split("\n"))
+    err.print(text, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(code)

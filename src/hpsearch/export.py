@@ -58,15 +58,21 @@ def write_frame(frame: pd.DataFrame, fmt: str, path: Path | None) -> str | None:
     """Write to ``path``, or return the text (CSV and JSON) for standard output."""
     if fmt not in FORMATS:
         raise UsageError("--format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if fmt == "parquet":
+    if fmt == "parquet" and path is None:
+        raise UsageError("--format parquet", "needs an output file (-o FILE)")
+    text = None
+    if fmt != "parquet":
+        text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", date_format="iso")
         if path is None:
-            raise UsageError("--format parquet", "needs an output file (-o FILE)")
-        frame.to_parquet(path, index=False)
-        return None
-    text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", date_format="iso")
-    if path is None:
-        return text
-    path.write_text(text)
+            return text
+    assert path is not None
+    try:
+        if text is None:
+            frame.to_parquet(path, index=False)
+        else:
+            path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"-o {path}", f"cannot write: {exc.strerror or exc}") from None
     return None
 
 

@@ -227,6 +227,7 @@ def _cross_validation_estimate(
         initial_epoch=0,
         seed=task.seed + 1_000_003,
         checkpoint_dir="",
+        artifact_root=task.output_dir,
         batch_size=task.batch_size,
         shuffle=task.shuffle,
         class_weight=task.class_weight,

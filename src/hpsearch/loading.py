@@ -103,6 +103,42 @@ def check_model(model: Any, where: str) -> None:
         raise UserCodeError(where, "returned a model that is not compiled (call model.compile(...))")
 
 
+def _loss_name(model: Any) -> str:
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return loss
+    return str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__)
+
+
+def check_fits(model: Any, dataset: Dataset, where: str) -> None:
+    """The data must fit the model the hypermodel built: a sample's shape matches the model's input, and
+    sparse class labels index the model's outputs. Caught here, not as a shape error in every trial."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs before it is called
+        return
+    for name, split in dataset.items():
+        if isinstance(split.x, np.ndarray) and inputs and len(inputs) == 1:
+            expected, actual = tuple(inputs[0].shape[1:]), tuple(split.x.shape[1:])
+            fits = len(expected) == len(actual) and all(
+                e is None or e == a for e, a in zip(expected, actual, strict=True)
+            )
+            if not fits:
+                raise UserCodeError(
+                    f"{where}: {name}", f"x has shape {actual} per sample; the model expects {expected}"
+                )
+        y = split.y
+        sparse = y.dtype.kind in "iu" and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1))
+        if sparse and outputs and len(outputs) == 1 and "sparse" in _loss_name(model).lower():
+            classes = outputs[0].shape[-1]
+            low, high = int(y.min()), int(y.max())
+            if classes is not None and (low < 0 or high >= classes):
+                raise UserCodeError(
+                    f"{where}: {name}",
+                    f"labels range over [{low}, {high}] but the model has {classes} outputs (classes 0..{classes - 1})",
+                )
+
+
 def _as_inputs(x: Any, where: str) -> Inputs:
     if isinstance(x, Mapping):
         return {str(k): np.asarray(v) for k, v in x.items()}
@@ -142,8 +178,10 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
         if len(y) == 0:
             raise UserCodeError(f"{where}: {name}", "split is empty")
         for array in [*arrays, y]:
-            if array.dtype.kind == "O":
-                raise UserCodeError(f"{where}: {name}", "holds Python objects; convert to numeric arrays")
+            if array.dtype.kind not in "biufc":
+                raise UserCodeError(
+                    f"{where}: {name}", f"holds non-numeric values (dtype {array.dtype}); convert to numeric arrays"
+                )
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
                 raise UserCodeError(f"{where}: {name}", "contains NaN or infinite values")
         dataset[name] = Split(x, y, weight)

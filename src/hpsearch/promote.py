@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from hpsearch.errors import UsageError
+from hpsearch.paths import artifact_path
 from hpsearch.spec import StudySpec
 from hpsearch.store import Store, TrialState
 from hpsearch.store.models import FinalJob, Study, Trial
@@ -70,7 +71,7 @@ def plan_final_job(
 
 
 def final_job_dir(study: Study, job: FinalJob) -> Path:
-    return Path(study.artifact_root) / study.name / "final" / str(job.number)
+    return artifact_path(study.artifact_root, study.name, "final", job.number)
 
 
 def _process_alive(pid: int) -> bool:

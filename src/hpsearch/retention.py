@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Study, Trial
 
@@ -47,15 +49,27 @@ def collect(store: Store, study: Study, *, dry_run: bool = False) -> Collected:
         freed_bytes += artifact.size_bytes
         doomed.append(artifact.id)
         if not dry_run:
-            Path(artifact.uri).unlink(missing_ok=True)
+            # A URI pointing outside the root: forget the row, never delete the file.
+            with contextlib.suppress(UnsafePath):
+                stored_artifact(study.artifact_root, artifact.uri).unlink(missing_ok=True)
     if not dry_run:
         store.delete_artifacts(doomed)
     if study.state != StudyState.RUNNING:
         # Files a killed worker wrote but never recorded; while a study runs they may be about to be.
-        recorded = {Path(a.uri) for a in store.checkpoints(study.id)}
-        for orphan in (Path(study.artifact_root) / study.name / "trials").glob(f"*/{ORPHAN_GLOB}"):
-            if orphan not in recorded:
+        recorded = {Path(a.uri).resolve() for a in store.checkpoints(study.id)}
+        trials_dir = artifact_path(study.artifact_root, study.name, "trials")
+        for orphan in trials_dir.glob(f"*/{ORPHAN_GLOB}"):
+            if orphan.resolve() not in recorded and _inside(study.artifact_root, orphan):
                 freed, freed_bytes = freed + 1, freed_bytes + orphan.stat().st_size
                 if not dry_run:
                     orphan.unlink(missing_ok=True)
     return Collected(kept, freed, freed_bytes)
+
+
+def _inside(root: str, path: Path) -> bool:
+    """Whether ``path`` really lies under ``root`` (a symlinked trial directory may point elsewhere)."""
+    try:
+        stored_artifact(root, str(path))
+    except UnsafePath:
+        return False
+    return not path.is_symlink()

@@ -188,6 +188,10 @@ def _kt_config(spec: ParamSpec, declared: Mapping[str, Any]) -> dict[str, Any]:
     return {**config, "default": bool(spec.default)}
 
 
+class _Conflict(Exception):
+    """A hypermodel declared one parameter name with two types."""
+
+
 def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
     """Build ``hypermodel`` until every conditional scope has been active once, as Keras Tuner does,
     and return the space as ``HyperParameters.get_config()``. Imports keras_tuner."""
@@ -195,7 +199,22 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
 
     import keras_tuner as kt
 
-    space = kt.HyperParameters()
+    class Checked(kt.HyperParameters):  # type: ignore[misc]
+        """Refuses one name declared with two types: Keras Tuner silently returns the first one's value."""
+
+        def _retrieve(self, param: Any) -> Any:
+            for declared in self._hps.get(param.name, ()):
+                if type(declared) is not type(param):
+                    raise _Conflict(
+                        f"declares the parameter {param.name!r} twice, as "
+                        f"{type(declared).__name__} and as {type(param).__name__}"
+                    )
+            return super()._retrieve(param)
+
+        def copy(self) -> Any:
+            return Checked.from_config(self.get_config())
+
+    space = Checked()
     builds = 0
 
     def build(hp: Any) -> None:
@@ -203,6 +222,8 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
         builds += 1
         try:
             model = hypermodel.build(hp)
+        except _Conflict as exc:
+            raise UserCodeError(where, str(exc)) from exc
         except Exception as exc:
             raise UserCodeError(where, f"building the model raised {type(exc).__name__}: {exc}") from exc
         if check is not None:
@@ -213,7 +234,7 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
     # Keras Tuner's loop: rebuild until every conditional scope has been active once.
     never_active: list[Any] = []
     once_active: list[Any] = []
-    hp = kt.HyperParameters()
+    hp = Checked()
     while True:
         build(hp)
         for conditions in hp.active_scopes:

@@ -351,11 +351,15 @@ class StudySpec(_Strict):
     space: dict[str, ParamSpec] = {}
 
 
+# pydantic puts a union member's label into the path (study.objective.Objective); the file has none.
+_UNION_LABELS = ("Objective", "list[Objective]")
+
+
 def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic puts the union member's tag into the path (space.lr.float.min); the file has none.
+    # The parameter tag too: space.lr.float.min is space.lr.min in the file.
     if len(loc) > 2 and loc[0] == "space" and loc[2] in ("int", "float", "choice", "boolean", "fixed"):
-        return loc[:2] + loc[3:]
-    return loc
+        loc = loc[:2] + loc[3:]
+    return tuple(part for part in loc if part not in _UNION_LABELS)
 
 
 def _lookup(data: Any, path: tuple[Any, ...]) -> Any:
@@ -383,7 +387,9 @@ def validate_spec(data: dict[str, Any], source: str) -> StudySpec:
             value = _lookup(data, path)
             message = first["msg"].removeprefix("Value error, ")
             what = f"{message} (got {value!r})"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        # A union reports every member's complaint about the same field: count other fields only.
+        others = {_field_path(tuple(e["loc"])) for e in exc.errors()} - {path}
+        more = f" (and {len(others)} more)" if others else ""
         raise SpecError(f"{source}: {field}", what + more) from None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpsearch.loading import check_model, load_dataset, load_hypermodel
+from hpsearch.loading import check_fits, check_model, load_dataset, load_hypermodel
+from hpsearch.paths import ensure_writable_root
 from hpsearch.space import SearchSpace, discover_space, override_config
 from hpsearch.spec import StudySpec, load_spec
 from hpsearch.store import Store
@@ -18,11 +19,17 @@ DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
     """Check the hypermodel and the data loader, discover the space, and return the unsaved study row."""
     base_dir = path.resolve().parent
-    load_dataset(spec.study.data, base_dir)
+    dataset = load_dataset(spec.study.data, base_dir)
     hypermodel = load_hypermodel(spec.study.hypermodel, base_dir)
-    space = discover_space(hypermodel, spec.study.hypermodel, check=check_model)
+
+    def check(model: object, where: str) -> None:
+        check_model(model, where)
+        check_fits(model, dataset, spec.study.data)
+
+    space = discover_space(hypermodel, spec.study.hypermodel, check=check)
     if spec.space:
         space = override_config(space, spec.space, str(path))
+    artifact_root = ensure_writable_root(artifact_root)
     search = spec.search.model_dump(mode="json")
     primary = spec.study.objectives[0]
     context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)
@@ -39,7 +46,7 @@ def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
         space=space,
         source_path=str(path.resolve()),
         base_dir=str(base_dir),
-        artifact_root=str(Path(artifact_root).resolve()),
+        artifact_root=str(artifact_root),
     )
 
 

@@ -19,6 +19,7 @@ import keras_tuner as kt
 import numpy as np
 
 from hpsearch.loading import Dataset, Inputs, Split, check_model, load_hypermodel, load_object, open_dataset
+from hpsearch.paths import UnsafePath, stored_artifact
 from hpsearch.space import Value
 
 CHECKPOINT_PATTERN = "checkpoint-{epoch:04d}.weights.h5"
@@ -42,6 +43,7 @@ class TrialTask:
     initial_epoch: int
     seed: int
     checkpoint_dir: str
+    artifact_root: str
     resume_from: str | None = None
     resume_sha256: str | None = None
     batch_size: int | None = None
@@ -113,18 +115,27 @@ class Reporter(StopAware):
 def save_checkpoint(model: keras.Model, directory: Path, epoch: int) -> tuple[str, str, int]:
     """Atomically write weights and optimizer state after ``epoch``; returns (path, sha256, size). Each
     epoch gets its own file: the one the database names is never being overwritten."""
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / CHECKPOINT_PATTERN.format(epoch=epoch)
     temporary = directory / f".{final.name}.{os.getpid()}.tmp.weights.h5"
-    model.save_weights(temporary)
-    digest, size = sha256_of(temporary), temporary.stat().st_size
-    os.replace(temporary, final)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        model.save_weights(temporary)
+        digest, size = sha256_of(temporary), temporary.stat().st_size
+        os.replace(temporary, final)
+    except OSError as exc:  # a full or read-only artifact root: say so, and leave no partial file behind
+        if temporary.exists():
+            temporary.unlink()
+        raise TrialFailed(f"cannot write checkpoint {final}: {exc.strerror or exc}") from None
     return str(final), digest, size
 
 
-def restore_checkpoint(model: keras.Model, path: str, sha256: str | None) -> None:
+def restore_checkpoint(model: keras.Model, path: str, sha256: str | None, artifact_root: str) -> None:
     """Load weights and optimizer state. The optimizer is built first: a fresh optimizer has no slots,
     and Keras then silently skips its saved state (Keras Tuner's promotion bug under Keras 3)."""
+    try:
+        stored_artifact(artifact_root, path)  # the database names it: never read outside the root
+    except UnsafePath as exc:
+        raise TrialFailed(f"{exc.where}: {exc.what}") from None
     if not Path(path).is_file():
         raise TrialFailed(f"checkpoint {path} is missing")
     if sha256 is not None and sha256_of(Path(path)) != sha256:
@@ -281,7 +292,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         initial_epoch = task.initial_epoch
         if task.resume_from is not None:
             try:
-                restore_checkpoint(model, task.resume_from, task.resume_sha256)
+                restore_checkpoint(model, task.resume_from, task.resume_sha256, task.artifact_root)
             except (TrialFailed, OSError, ValueError) as exc:
                 # An unusable checkpoint costs the epochs it held, not the trial.
                 conn.send(("restart", f"checkpoint unusable ({exc}); restarted from scratch"))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.loading import load_dataset, save_dataset
+from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, FinalJob, Study
@@ -154,6 +155,7 @@ class Worker:
         from hpsearch.training import TrialTask
 
         spec, study = cached.spec, cached.study
+        root = study.artifact_root
         return TrialTask(
             study_name=study.name,
             number=claimed.number,
@@ -166,14 +168,15 @@ class Worker:
             budget_epochs=claimed.budget_epochs,
             initial_epoch=claimed.initial_epoch,
             seed=claimed.seed,
-            checkpoint_dir=str(Path(study.artifact_root) / study.name / "trials" / str(claimed.number)),
+            checkpoint_dir=str(artifact_path(root, study.name, "trials", claimed.number)),
+            artifact_root=root,
             resume_from=claimed.checkpoint_uri,
             resume_sha256=claimed.checkpoint_sha256,
             batch_size=spec.fit.batch_size,
             shuffle=spec.fit.shuffle,
             class_weight={int(k): v for k, v in spec.fit.class_weight.items()},
             callbacks=[{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
-            tensorboard_dir=str(Path(study.artifact_root) / study.name / "tensorboard" / f"trial-{claimed.number}")
+            tensorboard_dir=str(artifact_path(root, study.name, "tensorboard", f"trial-{claimed.number}"))
             if spec.run.tensorboard
             else None,
             cv_folds=spec.search.cv_folds,
@@ -186,9 +189,14 @@ class Worker:
         except Exception as exc:  # the data loader broke after the study was created
             self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, f"loading data: {exc}")
             return
+        try:
+            task = self._task(claimed, cached)
+        except UnsafePath as exc:  # a study name written into the database by hand, e.g. "../x"
+            self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, f"{exc.where}: {exc.what}")
+            return
         log.info("trial %s/%d: %s", cached.study.name, claimed.number, claimed.params)
         try:
-            _TrialRun(self, claimed, cached).run()
+            _TrialRun(self, claimed, cached, task).run()
         except KeyboardInterrupt:  # SIGINT or SIGTERM: hand the trial back unharmed before exiting
             self.store.release(claimed.trial_id, self.id)
             raise
@@ -210,8 +218,9 @@ class Worker:
 class _TrialRun:
     """One trial's child process and the worker's side of its pipe."""
 
-    def __init__(self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache) -> None:
+    def __init__(self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache, task: Any) -> None:
         self.worker = worker
+        self.task = task
         self.store = worker.store
         self.claimed = claimed
         self.cached = cached
@@ -226,8 +235,7 @@ class _TrialRun:
         context = self.worker._process_context()
         receiver, sender = context.Pipe(duplex=False)
         stop = context.Event()
-        task = self.worker._task(self.claimed, self.cached)
-        child = context.Process(target=run_trial, args=(task, sender, stop))
+        child = context.Process(target=run_trial, args=(self.task, sender, stop))
         child.start()
         sender.close()
         try:
@@ -308,7 +316,10 @@ class _TrialRun:
                 )
             )
             if replaced is not None:
-                Path(replaced).unlink(missing_ok=True)
+                try:
+                    stored_artifact(study.artifact_root, replaced).unlink(missing_ok=True)
+                except UnsafePath as exc:
+                    log.warning("not deleting %s: %s", replaced, exc.what)
         elif kind == "done":
             _, values, space_entries = message
             self.extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.db import make_engine, upgrade
-from hpsearch.store.models import TRIAL_SUMMARY_SQL, Base, Study
+from hpsearch.store.models import TRIAL_SUMMARY_SQL, Base, Study, Trial
 from hpsearch.strategies.base import NewTrial
 
 from ..conftest import add_study
@@ -95,7 +95,11 @@ def test_every_state_is_documented(heading: str, states: type[TrialState] | type
 
 
 def sql_blocks() -> list[str]:
+    """The analyst queries: the sql blocks of the section "Five analyst queries"."""
     text = doc_text()
+    start = text.index("## Five analyst queries")
+    end = text.find("\n## ", start + 1)
+    text = text[start : end if end != -1 else len(text)]
     blocks = list(SQL_BLOCK.finditer(text))
     for block in blocks:
         before = text[: block.start()].rstrip().splitlines()
@@ -107,6 +111,7 @@ def test_there_are_five_queries() -> None:
     blocks = sql_blocks()
     assert len(blocks) == 5
     assert doc_text().index("## Five analyst queries") < doc_text().index("```sql")
+    assert len(SQL_BLOCK.findall(doc_text())) == 6  # and the read-only role
 
 
 # --- the queries, on both databases ------------------------------------------------------------------------
@@ -204,3 +209,56 @@ def test_analyst_queries(store: Store) -> None:
         durations = [trials[n].duration_seconds for n in ran_by[worker]]
         assert all(d is not None and d >= 0 for d in durations)
         assert row["total_seconds"] == pytest.approx(sum(d for d in durations if d is not None))
+
+
+# --- the read-only role ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_documented_read_only_role_reads_and_cannot_write(store: Store, db_url: str) -> None:
+    import uuid
+
+    study = add_study(store, "demo")
+    store.add_trials(study, [NewTrial({"x": 0.5}, 1)])
+    section = sections(doc_text())["## A read-only role for analysts (PostgreSQL)"]
+    statements = [s.strip() for s in SQL_BLOCK.findall(section)[0].split(";") if s.strip()]
+    role = f"analyst_{uuid.uuid4().hex[:8]}"
+    database = sa.engine.make_url(db_url).database
+    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
+    owner = sa.engine.make_url(db_url).username
+    analyst = sa.create_engine(sa.engine.make_url(db_url).set(username=role, password="change-me"))
+    try:
+        with admin.connect() as connection:
+            for statement in statements:
+                statement = re.sub(r"\banalyst\b", role, statement)
+                statement = statement.replace("DATABASE hpsearch", f'DATABASE "{database}"')
+                connection.execute(sa.text(statement.replace("FOR ROLE hpsearch", f'FOR ROLE "{owner}"')))
+        with analyst.connect() as connection:
+            assert connection.execute(sa.text("SHOW default_transaction_read_only")).scalar() == "on"
+            for relation in ("studies", "trials", "trial_summary", "study_progress", "worker_utilization"):
+                connection.execute(sa.text(f"SELECT * FROM {relation}")).all()
+            assert connection.execute(sa.text("SELECT state FROM trial_summary")).scalars().all() == ["QUEUED"]
+            connection.rollback()
+            with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
+                connection.execute(sa.text("UPDATE trials SET state = 'FAILED'"))
+            connection.rollback()
+            # Turning read-only off does not help: the role has no write privilege.
+            connection.execute(sa.text("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"))
+            connection.commit()
+            for write in ("UPDATE trials SET state = 'FAILED'", "DELETE FROM trial_metrics", "CREATE TABLE x (y int)"):
+                with pytest.raises(sa.exc.DBAPIError, match="permission denied"):
+                    connection.execute(sa.text(write))
+                connection.rollback()
+        # A table a later migration creates is readable too (default privileges).
+        with admin.connect() as connection:
+            connection.execute(sa.text("CREATE TABLE later_table (x int)"))
+        with analyst.connect() as connection:
+            assert connection.execute(sa.text("SELECT COUNT(*) FROM later_table")).scalar() == 0
+        with store.session() as session:
+            assert [t.state for t in session.scalars(sa.select(Trial))] == ["QUEUED"]
+    finally:
+        analyst.dispose()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            connection.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()

@@ -145,7 +145,16 @@ def check_not_newer(engine: Engine) -> str | None:
 
 
 def require_schema(engine: Engine) -> None:
-    """Commands that only read or run studies need the schema at this version's head."""
+    """Commands that only read or run studies need the schema at this version's head (and an SQLite file
+    that exists: connecting would create an empty one)."""
+    database = engine.url.database
+    if (
+        engine.dialect.name == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not engine.url.query.get("uri")
+        and not Path(database).exists()
+    ):
+        raise StoreError(mask_url(engine.url), "no such database file; run `hpsearch db upgrade` to create it")
     current = check_not_newer(engine)
     if current != head_revision():
         state = "has no hpsearch schema" if current is None else f"is at schema revision {current}"
