@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpsearch.loading import check_model, load_dataset, load_hypermodel
+from hpsearch.loading import check_model, hypermodel_label, load_dataset, study_hypermodel
 from hpsearch.space import SearchSpace, discover_space, override_config
 from hpsearch.spec import StudySpec, load_spec
 from hpsearch.store import Store
@@ -18,11 +18,17 @@ DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
     """Check the hypermodel and the data loader, discover the space, and return the unsaved study row."""
     base_dir = path.resolve().parent
-    load_dataset(spec.study.data, base_dir)
-    hypermodel = load_hypermodel(spec.study.hypermodel, base_dir)
-    space = discover_space(hypermodel, spec.study.hypermodel, check=check_model)
+    dataset = load_dataset(spec.study.data, base_dir)
+    hypermodel = study_hypermodel(spec, base_dir, dataset)
+    space = discover_space(hypermodel, hypermodel_label(spec), check=check_model)
     if spec.space:
         space = override_config(space, spec.space, str(path))
+    if spec.automl is not None and spec.automl.task is not None and spec.automl.seed_initial_trials:
+        from hpsearch.automl import fit_initial_trials, initial_hps
+
+        seeds = fit_initial_trials(initial_hps(spec.automl.task), SearchSpace(space))
+        search = spec.search.model_copy(update={"initial_trials": [*spec.search.initial_trials, *seeds]})
+        spec = spec.model_copy(update={"search": search})
     search = spec.search.model_dump(mode="json")
     primary = spec.study.objectives[0]
     context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)

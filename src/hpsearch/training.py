@@ -17,8 +17,16 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from hpsearch.loading import check_model, load_hypermodel, load_object, open_dataset
+from hpsearch.loading import (
+    check_model,
+    keras_inputs,
+    load_hypermodel,
+    load_object,
+    open_dataset,
+    study_hypermodel,
+)
 from hpsearch.space import Value
+from hpsearch.spec import StudySpec
 
 CHECKPOINT_PATTERN = "checkpoint-{epoch:04d}.weights.h5"
 # A metric hpsearch logs itself when an objective names it (e.g. accuracy against model size).
@@ -48,6 +56,8 @@ class TrialTask:
     class_weight: dict[int, float] = field(default_factory=dict)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     tensorboard_dir: str | None = None
+    # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
+    study_spec: dict[str, Any] | None = None
 
 
 class TrialFailed(Exception):
@@ -148,7 +158,11 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
     """Child process entry point. Always ends by sending ("done", ...) or ("failed", reason)."""
     try:
         keras.utils.set_random_seed(task.seed)
-        hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
+        data = open_dataset(Path(task.data_dir))
+        if task.study_spec is not None:
+            hypermodel = study_hypermodel(StudySpec.model_validate(task.study_spec), task.base_dir, data)
+        else:
+            hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
         hp = kt.HyperParameters.from_config({"space": task.space["space"], "values": dict(task.params)})
         # A parameter the space learnt after this trial was queued (first declared by another trial) takes
         # its default, as in Keras Tuner.
@@ -164,12 +178,11 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
                 conn.send(("restart", f"checkpoint unusable ({exc}); restarted from scratch"))
                 model = hypermodel.build(hp)
                 initial_epoch = 0
-        data = open_dataset(Path(task.data_dir))
         train, validation = data["train"], data["validation"]
         fit_kwargs: dict[str, Any] = {
-            "x": train.x,
+            "x": keras_inputs(train.x),
             "y": train.y,
-            "validation_data": (validation.x, validation.y),
+            "validation_data": (keras_inputs(validation.x), validation.y),
             "epochs": task.budget_epochs,
             "initial_epoch": initial_epoch,
             "callbacks": [
@@ -187,7 +200,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         if initial_epoch < task.budget_epochs:
             hypermodel.fit(hp, model, **fit_kwargs)
         conn.send(("done", dict(hp.values), hp.get_config()["space"]))
-    except TrialFailed as exc:
+    except (TrialFailed, kt.errors.FailedTrialError) as exc:
         conn.send(("failed", str(exc)))
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))

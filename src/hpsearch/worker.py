@@ -145,7 +145,7 @@ class Worker:
             number=claimed.number,
             params=claimed.params,
             space=self.store.study_by_id(study.id).space,
-            hypermodel=spec.study.hypermodel,
+            hypermodel=hypermodel_label(spec),
             base_dir=study.base_dir,
             data_dir=str(cached.data_dir),
             objectives=[o["name"] for o in study.objectives or [{"name": study.objective_name}]],
@@ -162,6 +162,7 @@ class Worker:
             tensorboard_dir=str(Path(study.artifact_root) / study.name / "tensorboard" / f"trial-{claimed.number}")
             if spec.run.tensorboard
             else None,
+            study_spec=study.spec if spec.automl is not None else None,
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
