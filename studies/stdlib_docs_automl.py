@@ -25,9 +25,11 @@ def _docstrings(module_name: str) -> list[str]:
     for name, obj in sorted(vars(module).items()):
         if name.startswith("_") or getattr(obj, "__module__", module_name) != module.__name__:
             continue
-        members = [obj, *(m for n, m in sorted(vars(obj).items()) if not n.startswith("_"))] if inspect.isclass(obj) else [obj]
+        members = [obj]
+        if inspect.isclass(obj):
+            members += [m for n, m in sorted(vars(obj).items()) if not n.startswith("_")]
         for member in members:
-            doc = inspect.getdoc(member) if callable(member) or inspect.isclass(member) else None
+            doc = inspect.getdoc(member) if callable(member) else None
             paragraph = (doc or "").split("\n\n")[0].replace("\n", " ").strip()
             if len(paragraph.split()) >= 4:
                 texts.append(paragraph)

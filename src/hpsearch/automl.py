@@ -283,7 +283,9 @@ class AutoKerasHyperModel(kt.HyperModel):
         model = keras.Model(model_inputs, [keras_nodes[node_id[n]] for n in self.graph.outputs])
         size = model.count_params()
         if self.max_model_size is not None and size > self.max_model_size:
-            raise kt.errors.FailedTrialError(f"Oversized model: {size} parameters > max_model_size {self.max_model_size}")
+            raise kt.errors.FailedTrialError(
+                f"Oversized model: {size} parameters > max_model_size {self.max_model_size}"
+            )
         self._adapt(model)
         return self.graph._compile_keras_model(hp, model)
 

@@ -50,7 +50,7 @@ def infer_direction(metric: str) -> Direction | None:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _seconds(value: Any) -> Any:
+def parse_duration(value: Any) -> Any:
     """``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds."""
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
@@ -62,7 +62,7 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class _Strict(BaseModel):

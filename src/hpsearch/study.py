@@ -4,7 +4,9 @@ the space, and only then insert one row, so that a bad input leaves the database
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from hpsearch.errors import SpecError
 from hpsearch.loading import check_model, hypermodel_label, load_dataset, study_hypermodel
 from hpsearch.space import SearchSpace, discover_space, override_config
 from hpsearch.spec import StudySpec, load_spec
@@ -23,6 +25,7 @@ def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
     space = discover_space(hypermodel, hypermodel_label(spec), check=check_model)
     if spec.space:
         space = override_config(space, spec.space, str(path))
+    _check_initial_trials(spec.search.initial_trials, SearchSpace(space), str(path))
     if spec.automl is not None and spec.automl.task is not None and spec.automl.seed_initial_trials:
         from hpsearch.automl import fit_initial_trials, initial_hps
 
@@ -47,6 +50,19 @@ def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
         base_dir=str(base_dir),
         artifact_root=str(Path(artifact_root).resolve()),
     )
+
+
+def _check_initial_trials(trials: list[dict[str, Any]], space: SearchSpace, source: str) -> None:
+    params = {p.name: p for p in space.params}
+    for index, trial in enumerate(trials):
+        for name, value in trial.items():
+            param = params.get(name)
+            if param is None:
+                raise SpecError(f"{source}: search.initial_trials.{index}.{name}", "the space has no such parameter")
+            if not param.allows(value):
+                raise SpecError(
+                    f"{source}: search.initial_trials.{index}.{name}", f"outside the parameter's domain (got {value!r})"
+                )
 
 
 def create_study(

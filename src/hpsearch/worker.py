@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.loading import load_dataset, save_dataset
+from hpsearch.loading import hypermodel_label, load_dataset, save_dataset
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, Study
