@@ -89,7 +89,10 @@ def fit_initial_trials(seeds: list[dict[str, Any]], space: SearchSpace) -> list[
 
 def _fresh_graph(section: AutomlSection, base_dir: str | Path) -> tuple[Any, str]:
     """AutoKeras's graph for the task (as ``AutoModel._assemble`` builds it) or the user's AutoModel."""
-    import autokeras as ak
+    try:
+        import autokeras as ak
+    except ImportError as exc:
+        raise UserCodeError("automl", f"needs autokeras: pip install 'hpsearch[automl]' ({exc})") from exc
     import keras
     from autokeras import graph as graph_module
 
@@ -276,7 +279,13 @@ class AutoKerasHyperModel(kt.HyperModel):
             keras_nodes[node_id[node]] = start if _input_kind(node) in ("image", "tensor") else node.build(hp, start)
         # As autokeras.graph.Graph.build, from our preprocessed inputs.
         for block in self.graph.blocks:
-            outputs = tree.flatten(block.build(hp, inputs=[keras_nodes[node_id[n]] for n in block.inputs]))
+            try:
+                outputs = tree.flatten(block.build(hp, inputs=[keras_nodes[node_id[n]] for n in block.inputs]))
+            except Exception as exc:
+                if any(name.endswith("/pretrained") and value for name, value in hp.values.items()):
+                    # Keras applications download ImageNet weights on first use; offline that fails.
+                    raise kt.errors.FailedTrialError(f"pretrained weights unavailable: {exc}") from exc
+                raise
             for output_node, tensor in zip(block.outputs, outputs, strict=True):
                 keras_nodes[node_id[output_node]] = tensor
         model_inputs = raw_inputs[0] if len(raw_inputs) == 1 else raw_inputs
