@@ -45,3 +45,17 @@ def test_example_study_runs(tmp_path: Path, name: str) -> None:
     assert status["state"] == "COMPLETED"
     assert status["trials"]["FAILED"] == 0
     assert status["trials"]["COMPLETED"] == status["max_trials"]
+
+
+@pytest.mark.parametrize(("name", "seeded"), [("digits_automl", 1), ("titanic_automl", 1), ("stdlib_docs_automl", 1)])
+def test_automl_example_study_creates_with_autokeras_seeds(tmp_path: Path, name: str, seeded: int) -> None:
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    result = hpsearch("study", "create", str(REPO / "studies" / f"{name}.toml"), cwd=tmp_path, db=db, timeout=600)
+    assert result.returncode == 0, result.stderr
+    engine = sa.create_engine(db)
+    with engine.connect() as connection:
+        spec = connection.execute(sa.text("SELECT spec FROM studies WHERE name = :n"), {"n": name}).scalar_one()
+    engine.dispose()
+    spec = spec if isinstance(spec, dict) else json.loads(spec)
+    assert len(spec["search"]["initial_trials"]) == seeded
+    assert spec["automl"]["task"]

@@ -216,6 +216,56 @@ def run(
     _print_best(store, final, as_json=False)
 
 
+@app.command()
+def automl(
+    data: Path,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="image_classifier, image_regressor, text_classifier, text_regressor, "
+            "structured_data_classifier or structured_data_regressor."
+        ),
+    ],
+    target: Annotated[str | None, typer.Option(help="The CSV's label column.")] = None,
+    time_limit: Annotated[str, typer.Option(help="Wall-time budget: seconds or '90s', '10m', '2h'.")] = "10m",
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local workers.")] = 2,
+    max_trials: Annotated[int, typer.Option(min=1)] = 100,
+    max_epochs: Annotated[int, typer.Option(min=1)] = 20,
+    name: Annotated[str | None, typer.Option(help="Study name (default: DATA's stem and the task).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the generated study is written.")] = Path(
+        "hpsearch-automl"
+    ),
+    artifacts: ArtifactsOption = Path("hpsearch-artifacts"),
+) -> None:
+    """AutoML from a data file: write a study for an AutoKeras task on DATA (.csv with --target, or .npz with
+    x and y) and run it like `hpsearch run`, within --time-limit."""
+    from hpsearch.automl_data import write_study
+    from hpsearch.spec import parse_duration
+
+    try:
+        seconds = float(parse_duration(time_limit))
+    except (TypeError, ValueError):
+        raise UsageError(
+            "--time-limit", f"must be seconds or a duration such as '90s', '10m' (got {time_limit!r})"
+        ) from None
+    if seconds <= 0:
+        raise UsageError("--time-limit", f"must be positive (got {time_limit!r})")
+    study_file = write_study(
+        data,
+        task,
+        target=target,
+        time_limit=seconds,
+        out_dir=out_dir,
+        name=name,
+        workers=workers,
+        max_trials=max_trials,
+        max_epochs=max_epochs,
+    )
+    out.print(f"wrote {study_file}", highlight=False)
+    run(study_file, db=db, workers=workers, artifacts=artifacts)
+
+
 class _Progress:
     """A live view of studies on a terminal; one line per change elsewhere (CI logs)."""
 

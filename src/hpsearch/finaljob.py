@@ -26,8 +26,9 @@ import keras_tuner as kt
 import numpy as np
 
 from hpsearch.evaluation import evaluate_predictions
-from hpsearch.loading import Split, check_model, load_hypermodel, open_dataset
+from hpsearch.loading import Split, check_model, keras_inputs, load_hypermodel, open_dataset, study_hypermodel
 from hpsearch.space import Value
+from hpsearch.spec import StudySpec
 from hpsearch.training import (
     StopAware,
     TrialFailed,
@@ -73,6 +74,8 @@ class FinalTask:
     cv_folds: int | None = None
     cv_repeats: int = 1
     trial_best_epoch: int = 1
+    # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
+    study_spec: dict[str, Any] | None = None
 
 
 class FitState(keras.callbacks.Callback):
@@ -255,12 +258,15 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     keras.utils.set_random_seed(task.seed)
     out = Path(task.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
+    data = open_dataset(Path(task.data_dir))
+    if task.study_spec is not None:
+        hypermodel = study_hypermodel(StudySpec.model_validate(task.study_spec), task.base_dir, data)
+    else:
+        hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
     hp = kt.HyperParameters.from_config({"space": task.space["space"], "values": dict(task.params)})
     hp.ensure_active_values()
     model = hypermodel.build(hp)
     check_model(model, task.hypermodel)
-    data = open_dataset(Path(task.data_dir))
     if "test" not in data:
         raise TrialFailed(f"{task.data}: returns no 'test' split; promote evaluates the final model on it")
     train, held_out = training_data(data["train"], data["validation"], task.train_on)
@@ -292,7 +298,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
         FinalReporter(conn, stop),
     ]
     fit_kwargs: dict[str, Any] = {
-        "x": train.x,
+        "x": keras_inputs(train.x),
         "y": train.y,
         "epochs": task.epochs,
         "callbacks": callbacks,
@@ -301,7 +307,9 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     }
     if held_out is not None:
         fit_kwargs["validation_data"] = (
-            (held_out.x, held_out.y) if held_out.weight is None else (held_out.x, held_out.y, held_out.weight)
+            (keras_inputs(held_out.x), held_out.y)
+            if held_out.weight is None
+            else (keras_inputs(held_out.x), held_out.y, held_out.weight)
         )
     if train.weight is not None:
         fit_kwargs["sample_weight"] = train.weight
@@ -321,8 +329,8 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
 
     test = data["test"]
     cv_estimate = _cross_validation_estimate(task, hypermodel, hp, data, stop) if task.cv_folds else {}
-    test_metrics = model.evaluate(test.x, test.y, sample_weight=test.weight, return_dict=True, verbose=0)
-    predictions = model.predict(test.x, verbose=0)
+    test_metrics = model.evaluate(keras_inputs(test.x), test.y, sample_weight=test.weight, return_dict=True, verbose=0)
+    predictions = model.predict(keras_inputs(test.x), verbose=0)
     evaluation = evaluate_predictions(
         np.asarray(test.y),
         np.asarray(predictions),

@@ -9,11 +9,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hpsearch.errors import UserCodeError
+
+if TYPE_CHECKING:
+    from hpsearch.spec import StudySpec
 
 SPLITS = ("train", "validation", "test")
 Inputs = np.ndarray | dict[str, np.ndarray]
@@ -91,6 +94,33 @@ def load_hypermodel(ref: str, base_dir: str | Path) -> Any:
 
         return DefaultHyperModel(obj)
     raise UserCodeError(ref, f"is a {type(obj).__name__}, not a function or keras_tuner.HyperModel")
+
+
+def hypermodel_label(spec: StudySpec) -> str:
+    """How messages name the study's hypermodel."""
+    if spec.automl is not None:
+        return spec.automl.automodel or f"automl.task {spec.automl.task}"
+    assert spec.study.hypermodel is not None
+    return spec.study.hypermodel
+
+
+def study_hypermodel(spec: StudySpec, base_dir: str | Path, dataset: Dataset) -> Any:
+    """The study's hypermodel: its ``hypermodel`` reference, or the AutoKeras graph of its ``[automl]`` table
+    (which fits its preprocessing on ``dataset``'s training split)."""
+    if spec.automl is None:
+        assert spec.study.hypermodel is not None
+        return load_hypermodel(spec.study.hypermodel, base_dir)
+    from hpsearch.automl import automl_hypermodel
+
+    narrowed = {name: list(p.values) for name, p in spec.space.items() if p.type == "choice"}
+    return automl_hypermodel(
+        spec.automl,
+        base_dir,
+        dataset,
+        epochs=spec.search.max_epochs,
+        batch_size=spec.fit.batch_size,
+        narrowed=narrowed,
+    )
 
 
 def check_model(model: Any, where: str) -> None:
@@ -244,6 +274,16 @@ def save_dataset(dataset: Dataset, directory: Path) -> None:
             np.save(directory / f"{name}.w.npy", split.weight)
         for feature, column in (split.slices or {}).items():
             np.save(directory / f"{name}.s.{feature}.npy", column)
+
+
+def keras_inputs(x: Inputs) -> Any:
+    """``x`` as Keras takes it: numpy's fixed-width string arrays become arrays of Python strings (Keras
+    rejects the former; string inputs feed ``TextVectorization`` / ``StringLookup`` layers)."""
+
+    def convert(array: np.ndarray) -> np.ndarray:
+        return array.astype(object) if array.dtype.kind in "US" else array
+
+    return {k: convert(v) for k, v in x.items()} if isinstance(x, dict) else convert(x)
 
 
 def open_dataset(directory: Path) -> Dataset:

@@ -49,6 +49,17 @@ class Param:
     def is_active(self, values: Mapping[str, Value]) -> bool:
         return all(values.get(c.name) in c.values for c in self.conditions)
 
+    def allows(self, value: Value) -> bool:
+        """Whether ``value`` lies in this parameter's domain."""
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "boolean":
+            return isinstance(value, bool)
+        if self.kind == "fixed":
+            return value == self.default
+        assert self.low is not None and self.high is not None
+        return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
+
     def sample(self, rng: random.Random) -> Value:
         if self.kind in ("choice", "boolean", "fixed"):
             return rng.choice(self.grid_values())
@@ -216,6 +227,7 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
 
     space = Checked()
     builds = 0
+    infeasible: list[str] = []
 
     def build(hp: Any) -> None:
         nonlocal builds
@@ -224,9 +236,14 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
             model = hypermodel.build(hp)
         except _Conflict as exc:
             raise UserCodeError(where, str(exc)) from exc
+        except kt.errors.FailedTrialError as exc:
+            # Keras Tuner's "this configuration cannot be trained" (e.g. an oversized AutoKeras model): the
+            # parameters it declared on the way still belong to the space.
+            infeasible.append(str(exc))
+            model = None
         except Exception as exc:
             raise UserCodeError(where, f"building the model raised {type(exc).__name__}: {exc}") from exc
-        if check is not None:
+        if check is not None and model is not None:
             check(model, where)
         known = {p.name for p in space.space}
         space.merge([p for p in hp.space if p.name not in known])
@@ -270,5 +287,7 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
             hp.values[param.name] = value
             hp.ensure_active_values()
             build(hp)
+    if len(infeasible) == builds:
+        raise UserCodeError(where, f"no configuration could be built: {infeasible[-1]}")
     config = space.get_config()
     return {"space": config["space"], "values": {}}

@@ -50,7 +50,7 @@ def infer_direction(metric: str) -> Direction | None:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _seconds(value: Any) -> Any:
+def parse_duration(value: Any) -> Any:
     """``90``, ``90.5``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds."""
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
@@ -62,7 +62,7 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class _Strict(BaseModel):
@@ -89,9 +89,19 @@ class Objective(_Strict):
         return value
 
 
+def _check_reference(ref: str | None) -> str | None:
+    if ref is None:
+        return ref
+    target, sep, attribute = ref.rpartition(":")
+    if not sep or not target or not attribute.isidentifier():
+        raise ValueError("must be 'file.py:function' or 'module:function'")
+    return ref
+
+
 class StudySection(_Strict):
     name: str
-    hypermodel: str = Field(min_length=1)
+    # Left out when the study has an [automl] table instead.
+    hypermodel: str | None = Field(default=None, min_length=1)
     data: str = Field(min_length=1)
     # One objective, or several (a Pareto front is searched; the first one drives promotions and stops).
     objective: Objective | list[Objective]
@@ -122,11 +132,8 @@ class StudySection(_Strict):
 
     @field_validator("hypermodel", "data")
     @classmethod
-    def _reference(cls, ref: str) -> str:
-        target, sep, attribute = ref.rpartition(":")
-        if not sep or not target or not attribute.isidentifier():
-            raise ValueError("must be 'file.py:function' or 'module:function'")
-        return ref
+    def _reference(cls, ref: str | None) -> str | None:
+        return _check_reference(ref)
 
 
 class SearchSection(_Strict):
@@ -151,6 +158,8 @@ class SearchSection(_Strict):
     sampler: Literal["random", "tpe", "bayesian"] = "random"
     pruner: Literal["none", "median"] = "none"
     grace_epochs: int = Field(default=1, ge=1)
+    # Parameter sets tried first, in order (AutoML studies start with AutoKeras's known-good ones).
+    initial_trials: list[dict[str, int | float | str | bool]] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +177,7 @@ class SearchSection(_Strict):
                 "trial_timeout",
                 "cv_folds",
                 "cv_repeats",
+                "initial_trials",
             }
             allowed = ALGORITHM_OPTIONS.get(algorithm)
             if allowed is not None:
@@ -342,6 +352,39 @@ def _check_range(low: float, high: float, sampling: str, *, allow_equal: bool) -
         raise ValueError(f"log sampling needs min > 0, got {low}")
 
 
+AutomlTask = Literal[
+    "image_classifier",
+    "image_regressor",
+    "text_classifier",
+    "text_regressor",
+    "structured_data_classifier",
+    "structured_data_regressor",
+]
+
+
+class AutomlSection(_Strict):
+    """``[automl]``: an AutoKeras task, or ``automodel = "file.py:function"`` returning an ``autokeras.AutoModel``;
+    it takes the place of ``study.hypermodel``."""
+
+    task: AutomlTask | None = None
+    automodel: str | None = None
+    # Models with more parameters are rejected before training (the trial fails), as AutoKeras does.
+    max_model_size: int | None = Field(default=None, gt=0)
+    # Start with AutoKeras's known-good configurations for the task (those the study's space allows).
+    seed_initial_trials: bool = True
+
+    @field_validator("automodel")
+    @classmethod
+    def _reference(cls, ref: str | None) -> str | None:
+        return _check_reference(ref)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AutomlSection:
+        if (self.task is None) == (self.automodel is None):
+            raise ValueError("needs exactly one of task or automodel")
+        return self
+
+
 class StudySpec(_Strict):
     study: StudySection
     search: SearchSection
@@ -349,6 +392,7 @@ class StudySpec(_Strict):
     run: RunSection = RunSection()
     promote: PromoteSection = PromoteSection()
     space: dict[str, ParamSpec] = {}
+    automl: AutomlSection | None = None
 
 
 # pydantic puts a union member's label into the path (study.objective.Objective); the file has none.
@@ -374,7 +418,7 @@ def _lookup(data: Any, path: tuple[Any, ...]) -> Any:
 def validate_spec(data: dict[str, Any], source: str) -> StudySpec:
     """Validate parsed TOML; a failure raises one SpecError naming the field path and its value."""
     try:
-        return StudySpec.model_validate(data)
+        spec = StudySpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = _field_path(tuple(first["loc"]))
@@ -391,6 +435,14 @@ def validate_spec(data: dict[str, Any], source: str) -> StudySpec:
         others = {_field_path(tuple(e["loc"])) for e in exc.errors()} - {path}
         more = f" (and {len(others)} more)" if others else ""
         raise SpecError(f"{source}: {field}", what + more) from None
+    if spec.automl is not None and spec.study.hypermodel is not None:
+        raise SpecError(
+            f"{source}: study.hypermodel",
+            f"a study with an [automl] table has no hypermodel (got {spec.study.hypermodel!r})",
+        )
+    if spec.automl is None and spec.study.hypermodel is None:
+        raise SpecError(f"{source}: study.hypermodel", "required field is missing (or give an [automl] table)")
+    return spec
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -18,9 +18,20 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from hpsearch.loading import Dataset, Inputs, Split, check_model, load_hypermodel, load_object, open_dataset
+from hpsearch.loading import (
+    Dataset,
+    Inputs,
+    Split,
+    check_model,
+    keras_inputs,
+    load_hypermodel,
+    load_object,
+    open_dataset,
+    study_hypermodel,
+)
 from hpsearch.paths import UnsafePath, stored_artifact
 from hpsearch.space import Value
+from hpsearch.spec import StudySpec
 
 CHECKPOINT_PATTERN = "checkpoint-{epoch:04d}.weights.h5"
 # A metric hpsearch logs itself when an objective names it (e.g. accuracy against model size).
@@ -53,6 +64,8 @@ class TrialTask:
     tensorboard_dir: str | None = None
     cv_folds: int | None = None
     cv_repeats: int = 1
+    # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
+    study_spec: dict[str, Any] | None = None
 
 
 class TrialFailed(Exception):
@@ -228,7 +241,7 @@ def cross_validate(
         check_model(model, task.hypermodel)
         curve = _Curve(stop)
         fit_kwargs = _fit_kwargs(task, Split(_take(pool.x, train_rows), pool.y[train_rows]), epochs)
-        held = (_take(pool.x, held_rows), pool.y[held_rows])
+        held = (keras_inputs(_take(pool.x, held_rows)), pool.y[held_rows])
         if pool.weight is not None:
             fit_kwargs["sample_weight"] = pool.weight[train_rows]
             held = (*held, pool.weight[held_rows])
@@ -249,7 +262,13 @@ def cross_validate(
 
 
 def _fit_kwargs(task: TrialTask, train: Split, epochs: int) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"x": train.x, "y": train.y, "epochs": epochs, "shuffle": task.shuffle, "verbose": 0}
+    kwargs: dict[str, Any] = {
+        "x": keras_inputs(train.x),
+        "y": train.y,
+        "epochs": epochs,
+        "shuffle": task.shuffle,
+        "verbose": 0,
+    }
     if task.batch_size is not None:
         kwargs["batch_size"] = task.batch_size
     if task.class_weight:
@@ -277,13 +296,17 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
     """Child process entry point. Always ends by sending ("done", ...) or ("failed", reason)."""
     try:
         keras.utils.set_random_seed(task.seed)
-        hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
+        data = open_dataset(Path(task.data_dir))
+        if task.study_spec is not None:
+            hypermodel = study_hypermodel(StudySpec.model_validate(task.study_spec), task.base_dir, data)
+        else:
+            hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
         hp = kt.HyperParameters.from_config({"space": task.space["space"], "values": dict(task.params)})
         # A parameter the space learnt after this trial was queued (first declared by another trial) takes
         # its default, as in Keras Tuner.
         hp.ensure_active_values()
         if task.cv_folds is not None:
-            summary = cross_validate(task, hypermodel, hp, open_dataset(Path(task.data_dir)), task.budget_epochs, stop)
+            summary = cross_validate(task, hypermodel, hp, data, task.budget_epochs, stop)
             _report_cross_validation(task, summary, hypermodel.build(hp), conn)
             conn.send(("done", dict(hp.values), hp.get_config()["space"]))
             return
@@ -298,14 +321,13 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
                 conn.send(("restart", f"checkpoint unusable ({exc}); restarted from scratch"))
                 model = hypermodel.build(hp)
                 initial_epoch = 0
-        data = open_dataset(Path(task.data_dir))
         train, validation = data["train"], data["validation"]
         fit_kwargs = _fit_kwargs(task, train, task.budget_epochs)
         fit_kwargs["initial_epoch"] = initial_epoch
         fit_kwargs["validation_data"] = (
-            (validation.x, validation.y)
+            (keras_inputs(validation.x), validation.y)
             if validation.weight is None
-            else (validation.x, validation.y, validation.weight)
+            else (keras_inputs(validation.x), validation.y, validation.weight)
         )
         fit_kwargs["callbacks"] = [
             *make_callbacks(task.callbacks, task.base_dir),
@@ -315,7 +337,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         if initial_epoch < task.budget_epochs:
             hypermodel.fit(hp, model, **fit_kwargs)
         conn.send(("done", dict(hp.values), hp.get_config()["space"]))
-    except TrialFailed as exc:
+    except (TrialFailed, kt.errors.FailedTrialError) as exc:
         conn.send(("failed", str(exc)))
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))

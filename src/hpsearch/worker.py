@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.loading import load_dataset, save_dataset
+from hpsearch.loading import hypermodel_label, load_dataset, save_dataset
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
@@ -161,7 +161,7 @@ class Worker:
             number=claimed.number,
             params=claimed.params,
             space=self.store.study_by_id(study.id).space,
-            hypermodel=spec.study.hypermodel,
+            hypermodel=hypermodel_label(spec),
             base_dir=study.base_dir,
             data_dir=str(cached.data_dir),
             objectives=[o["name"] for o in study.objectives or [{"name": study.objective_name}]],
@@ -181,6 +181,7 @@ class Worker:
             else None,
             cv_folds=spec.search.cv_folds,
             cv_repeats=spec.search.cv_repeats,
+            study_spec=study.spec if spec.automl is not None else None,
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
@@ -354,7 +355,7 @@ class _FinalRun:
             trial_number=trial.number if trial else -1,
             params=self.job.params,
             space=self.store.study_by_id(study.id).space,
-            hypermodel=spec.study.hypermodel,
+            hypermodel=hypermodel_label(spec),
             data=spec.study.data,
             base_dir=study.base_dir,
             data_dir=str(self.cached.data_dir),
@@ -376,6 +377,7 @@ class _FinalRun:
             cv_folds=spec.search.cv_folds,
             cv_repeats=spec.search.cv_repeats,
             trial_best_epoch=(trial.best_epoch or trial.epochs_done) if trial else self.job.epochs,
+            study_spec=study.spec if spec.automl is not None else None,
         )
 
     def run(self) -> None:

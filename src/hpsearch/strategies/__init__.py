@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpsearch.strategies.base import NewTrial, Sampler, Scheduler, StudyContext, TrialView
-from hpsearch.strategies.samplers import GridSampler, OptunaSampler, RandomSampler
+from hpsearch.strategies.samplers import GridSampler, OptunaSampler, RandomSampler, SeededSampler
 from hpsearch.strategies.schedulers import ASHA, FullBudget, Hyperband, MedianStopping
 
 
@@ -43,11 +43,15 @@ class Strategy:
 
 
 def _sampler(name: str, search: Mapping[str, Any]) -> Sampler:
+    sampler: Sampler
     if name == "grid":
-        return GridSampler()
-    if name in ("tpe", "bayesian"):
-        return OptunaSampler(name, search.get("n_startup_trials", 10))
-    return RandomSampler()
+        sampler = GridSampler()
+    elif name in ("tpe", "bayesian"):
+        sampler = OptunaSampler(name, search.get("n_startup_trials", 10))
+    else:
+        sampler = RandomSampler()
+    initial = search.get("initial_trials") or []
+    return SeededSampler(sampler, initial) if initial else sampler
 
 
 def make_strategy(search: Mapping[str, Any]) -> Strategy:

@@ -35,6 +35,27 @@ class RandomSampler:
         return out
 
 
+class SeededSampler:
+    """Proposes given parameter sets first, in order, each once (a set counts as tried when a trial's params
+    include it), then asks ``inner``: Optuna's ``enqueue_trial``, AutoKeras's ``initial_hps``."""
+
+    def __init__(self, inner: Any, initial: Sequence[dict[str, Value]]) -> None:
+        self.inner = inner
+        self.initial = [dict(p) for p in initial]
+
+    def sample(self, context: StudyContext, history: Sequence[TrialView], count: int) -> list[dict[str, Value]]:
+        def tried(params: dict[str, Value]) -> bool:
+            return any(all(t.params.get(k) == v for k, v in params.items()) for t in history)
+
+        out = [p for p in self.initial if not tried(p)][:count]
+        if len(out) < count:
+            pending = [
+                TrialView(-1, "QUEUED", p, None, None, epochs_done=0, budget_epochs=context.max_epochs) for p in out
+            ]
+            out += self.inner.sample(context, [*history, *pending], count - len(out))
+        return out
+
+
 class GridSampler:
     """Every combination of the grid, in Keras Tuner's order, each once."""
 
