@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -365,6 +366,43 @@ def test_automl_command_runs_a_csv_study_seeded_with_autokeras_configuration(tmp
     assert [(r.number, r.state) for r in rows] == [(0, "COMPLETED"), (1, "COMPLETED")]
     first = rows[0].params if isinstance(rows[0].params, dict) else json.loads(rows[0].params)
     assert task_specific.STRUCTURED_DATA_CLASSIFIER[0].items() <= first.items()
+
+    # Promotion retrains the best trial; its .keras model holds the preprocessing, so a fresh process that never
+    # imports autokeras predicts from the raw columns what the final job predicted.
+    env = {**os.environ, "HPSEARCH_DB": db_url}
+    promoted = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "promote", "table_structured_data_classifier", "--local", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert promoted.returncode == 0, promoted.stderr[-3000:]
+    job = json.loads(promoted.stdout)
+    exports = {a["kind"]: a["uri"] for a in job["artifacts"]}
+    assert job["state"] == "COMPLETED" and {"keras", "model_card", "predictions"} <= set(exports)
+    reload = subprocess.run(
+        [sys.executable, "-c", RAW_RELOAD, exports["keras"], str(tmp_path / "hpsearch-automl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert reload.returncode == 0, reload.stderr[-3000:]
+    found = json.loads(reload.stdout.strip().splitlines()[-1])
+    assert not found["autokeras_imported"]
+    np.testing.assert_allclose(found["predictions"], np.load(exports["predictions"]), rtol=1e-5, atol=1e-6)
+
+
+RAW_RELOAD = """
+import json, sys
+import keras
+from hpsearch.loading import keras_inputs, load_dataset
+model = keras.models.load_model(sys.argv[1])
+test = load_dataset("table_structured_data_classifier_data.py:load_data", sys.argv[2])["test"]
+predictions = model.predict(keras_inputs(test.x), verbose=0)
+print(json.dumps({"predictions": predictions.tolist(), "autokeras_imported": "autokeras" in sys.modules}))
+"""
 
 
 def test_automl_command_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -148,6 +148,14 @@ def check_fits(model: Any, dataset: Dataset, where: str) -> None:
     except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs before it is called
         return
     for name, split in dataset.items():
+        columns = split.x.values() if isinstance(split.x, dict) else [split.x]
+        takes_strings = any("string" in str(getattr(i, "dtype", "")) for i in inputs or [])
+        for column in columns:
+            if column.dtype.kind in "US" and not takes_strings:
+                raise UserCodeError(
+                    f"{where}: {name}",
+                    f"holds non-numeric values (dtype {column.dtype}); the model takes numbers: convert them",
+                )
         if isinstance(split.x, np.ndarray) and inputs and len(inputs) == 1:
             expected, actual = tuple(inputs[0].shape[1:]), tuple(split.x.shape[1:])
             fits = len(expected) == len(actual) and all(
@@ -207,8 +215,10 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
             raise UserCodeError(f"{where}: {name}", f"x and y have different lengths {sorted(lengths)}")
         if len(y) == 0:
             raise UserCodeError(f"{where}: {name}", "split is empty")
+        # Strings may feed a model's StringLookup / TextVectorization inputs (check_fits asks the model); labels
+        # and everything else must be numbers.
         for array in [*arrays, y]:
-            if array.dtype.kind not in "biufc":
+            if array.dtype.kind not in "biufc" and (array is y or array.dtype.kind not in "US"):
                 raise UserCodeError(
                     f"{where}: {name}", f"holds non-numeric values (dtype {array.dtype}); convert to numeric arrays"
                 )
