@@ -94,6 +94,8 @@ class Trial(Base):
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
         # Serves the claim query: the oldest QUEUED trial of a running study.
         Index("ix_trials_claim", "state", "study_id", "id"),
+        # Serves the coordinator's look at a study's latest finished trials (consecutive failures).
+        Index("ix_trials_study_finished", "study_id", "finished_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -148,28 +148,36 @@ class Store:
 
     # --- trials: planning ----------------------------------------------------------------------------
 
-    def history(self, study_id: int, with_curves: bool = False) -> list[TrialView]:
-        """Every trial of a study as strategies see it; ``with_curves`` adds each trial's objective per epoch."""
+    def history(
+        self,
+        study_id: int,
+        with_curves: bool = False,
+        *,
+        after_number: int | None = None,
+        numbers: Sequence[int] = (),
+    ) -> list[TrialView]:
+        """A study's trials as strategies see them, in number order; ``with_curves`` adds each trial's objective
+        per epoch. With ``after_number``, only the trials numbered above it and those in ``numbers`` (what a
+        coordinator that keeps the history between ticks needs: finished trials never change)."""
         parent = Trial.__table__.alias("parent")
+        which = Trial.study_id == study_id
+        if after_number is not None:
+            which = and_(which, or_(Trial.number > after_number, Trial.number.in_(list(numbers))))
         query = (
             select(Trial, parent.c.number)
             .outerjoin(parent, parent.c.id == Trial.parent_trial_id)
-            .where(Trial.study_id == study_id)
+            .where(which)
             .order_by(Trial.number)
         )
         curves: dict[int, dict[int, float]] = {}
         with self.session() as session:
             rows = session.execute(query).all()
-            if with_curves:
+            if with_curves and rows:
                 metric = (
                     select(TrialMetric.trial_id, TrialMetric.epoch, TrialMetric.value)
                     .join(Trial, Trial.id == TrialMetric.trial_id)
                     .join(Study, Study.id == Trial.study_id)
-                    .where(
-                        Trial.study_id == study_id,
-                        TrialMetric.name == Study.objective_name,
-                        TrialMetric.value.is_not(None),
-                    )
+                    .where(which, TrialMetric.name == Study.objective_name, TrialMetric.value.is_not(None))
                 )
                 for trial_id, epoch, value in session.execute(metric):
                     curves.setdefault(trial_id, {})[epoch] = value
@@ -198,8 +206,13 @@ class Store:
             return []
         with self.session() as session:
             last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
+            parents = {new.parent_number for new in new_trials if new.parent_number is not None}
             numbers_to_ids = dict(
-                session.execute(select(Trial.number, Trial.id).where(Trial.study_id == study.id)).all()
+                session.execute(
+                    select(Trial.number, Trial.id).where(Trial.study_id == study.id, Trial.number.in_(list(parents)))
+                ).all()
+                if parents
+                else []
             )
             numbers: list[int] = []
             for offset, new in enumerate(new_trials):
@@ -228,12 +241,13 @@ class Store:
             found = dict(session.execute(query).all())
         return {state.value: int(found.get(state.value, 0)) for state in TrialState}
 
-    def consecutive_failures(self, study_id: int) -> int:
+    def consecutive_failures(self, study_id: int, up_to: int = 1000) -> int:
+        """How many of the latest finished trials failed in a row, counting up to ``up_to``."""
         query = (
             select(Trial.state)
             .where(Trial.study_id == study_id, Trial.state.in_(list(FINISHED_STATES)))
             .order_by(Trial.finished_at.desc(), Trial.id.desc())
-            .limit(1000)
+            .limit(up_to)
         )
         with self.session() as session:
             states = list(session.scalars(query))

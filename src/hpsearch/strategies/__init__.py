@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpsearch.strategies.base import NewTrial, Sampler, Scheduler, StudyContext, TrialView
-from hpsearch.strategies.samplers import GridSampler, OptunaSampler, RandomSampler
+from hpsearch.strategies.samplers import MODEL_WINDOW, GridSampler, OptunaSampler, RandomSampler
 from hpsearch.strategies.schedulers import ASHA, FullBudget, Hyperband, MedianStopping
 
 
@@ -46,7 +46,7 @@ def _sampler(name: str, search: Mapping[str, Any]) -> Sampler:
     if name == "grid":
         return GridSampler()
     if name in ("tpe", "bayesian"):
-        return OptunaSampler(name, search.get("n_startup_trials", 10))
+        return OptunaSampler(name, search.get("n_startup_trials", 10), search.get("model_window", MODEL_WINDOW))
     return RandomSampler()
 
 

@@ -1,0 +1,24 @@
+"""index on a study's trials by finish time
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # The coordinator's consecutive-failure check reads a study's latest finished trials every tick.
+    op.create_index("ix_trials_study_finished", "trials", ["study_id", "finished_at", "id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_trials_study_finished", table_name="trials")
