@@ -280,19 +280,9 @@ class Store:
         PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on or take the
         same row. SQLite: the transaction began with ``BEGIN IMMEDIATE`` (see db.py), so claims serialise.
         """
-        query = (
-            select(Trial)
-            .join(Study, Study.id == Trial.study_id)
-            .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
-            .order_by(Trial.id)
-            .limit(1)
-            .with_for_update(skip_locked=True, of=Trial)
-        )
-        if study_id is not None:
-            query = query.where(Trial.study_id == study_id)
         now = utcnow()
         with self.session() as session:
-            trial = session.scalar(query)
+            trial = session.scalar(claim_query(study_id))
             if trial is None:
                 return None
             study = session.get_one(Study, trial.study_id)
@@ -610,6 +600,21 @@ class Store:
             for row in session.scalars(query):
                 curve.setdefault(row.epoch, {})[row.name] = row.value
         return curve
+
+
+def claim_query(study_id: int | None = None) -> Any:
+    """The oldest QUEUED trial of a RUNNING study (of ``study_id``), locked; ix_trials_claim serves it."""
+    query = (
+        select(Trial)
+        .join(Study, Study.id == Trial.study_id)
+        .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
+        .order_by(Trial.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Trial)
+    )
+    if study_id is not None:
+        query = query.where(Trial.study_id == study_id)
+    return query
 
 
 def _end_attempt(session: Session, trial_id: int, outcome: str, now: Any) -> None:

@@ -1,4 +1,4 @@
-"""index on a study's trials by finish time
+"""indexes for the claim of any study's oldest queued trial and a study's latest finished trials
 
 Revision ID: 0006
 Revises: 0005
@@ -16,9 +16,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Without it PostgreSQL walks the primary key in id order past every finished trial to the first queued one.
+    op.create_index("ix_trials_state_id", "trials", ["state", "id"])
     # The coordinator's consecutive-failure check reads a study's latest finished trials every tick.
     op.create_index("ix_trials_study_finished", "trials", ["study_id", "finished_at", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_trials_study_finished", table_name="trials")
+    op.drop_index("ix_trials_state_id", table_name="trials")
