@@ -72,7 +72,7 @@ def objective(params: dict[str, Any], epoch: int) -> float:
 # --- hpsearch ------------------------------------------------------------------------------------------
 
 
-def create_study(url: str, trials: int) -> str:
+def create_study(url: str, trials: int, start_at: int = 0) -> str:
     from hpsearch.store import open_store
     from hpsearch.store.models import Study
 
@@ -85,7 +85,7 @@ def create_study(url: str, trials: int) -> str:
         "max_consecutive_failures": 3,
         "n_startup_trials": 10,
     }
-    store.create_study(
+    study, _ = store.create_study(
         Study(
             name="bench",
             objective_name="val_loss",
@@ -101,8 +101,69 @@ def create_study(url: str, trials: int) -> str:
             artifact_root="/bench/artifacts",
         )
     )
+    if start_at:
+        prefill_hpsearch(store, study.id, start_at)
     store.engine.dispose()
     return "bench"
+
+
+def finished_params(count: int) -> list[dict[str, Any]]:
+    """Parameters of the trials a --start-at run begins with (random, as a finished history would hold)."""
+    import random
+
+    from hpsearch.space import SearchSpace
+
+    space, rng = SearchSpace(SPACE), random.Random(0)
+    return [space.sample(rng) for _ in range(count)]
+
+
+def prefill_hpsearch(store: Any, study_id: int, count: int) -> None:
+    """``count`` finished trials with their params and curves, written in bulk: the run starts at trial ``count``."""
+    import sqlalchemy as sa
+
+    from hpsearch.store.models import Trial, TrialMetric, TrialParam, utcnow
+    from hpsearch.store.repository import param_row
+
+    now = utcnow()
+    params = finished_params(count)
+    trials = [
+        {
+            "study_id": study_id,
+            "number": n,
+            "state": "COMPLETED",
+            "params": p,
+            "objective": objective(p, EPOCHS),
+            "objective_values": [objective(p, EPOCHS)],
+            "best_epoch": EPOCHS,
+            "epochs_done": EPOCHS,
+            "budget_epochs": EPOCHS,
+            "seed": 1 + n,
+            "started_at": now,
+            "finished_at": now,
+        }
+        for n, p in enumerate(params)
+    ]
+    with store.session() as session:
+        session.execute(sa.insert(Trial), trials)
+        ids = dict(session.execute(sa.select(Trial.number, Trial.id).where(Trial.study_id == study_id)).all())
+        rows = []
+        for n, p in enumerate(params):
+            for name, value in p.items():
+                row = param_row(name, value)
+                rows.append(
+                    {
+                        c: getattr(row, c)
+                        for c in ("name", "value_type", "value_int", "value_float", "value_text", "value_bool")
+                    }
+                    | {"trial_id": ids[n]}
+                )
+        session.execute(sa.insert(TrialParam), rows)
+        metrics = [
+            {"trial_id": ids[n], "epoch": e, "name": "val_loss", "value": objective(p, e), "recorded_at": now}
+            for n, p in enumerate(params)
+            for e in range(1, EPOCHS + 1)
+        ]
+        session.execute(sa.insert(TrialMetric), metrics)
 
 
 def _timed(samples: list[tuple[Any, float]], method: Any, key: Any = None) -> Any:
@@ -178,8 +239,10 @@ def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue
     queue.put(("coordinator", ticks))
 
 
-def run_hpsearch(url: str, trials: int, workers: int, poll: float, prefetch: int, worker_poll: float) -> dict[str, Any]:
-    study = create_study(url, trials)
+def run_hpsearch(
+    url: str, trials: int, workers: int, poll: float, prefetch: int, worker_poll: float, start_at: int
+) -> dict[str, Any]:
+    study = create_study(url, trials, start_at)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     processes = [context.Process(target=hpsearch_coordinator, args=(url, study, poll, prefetch, queue))]
@@ -269,14 +332,27 @@ def optuna_worker(url: str, index: int, trials: int, counter: Any, queue: Any) -
     queue.put(rows)
 
 
-def run_optuna(url: str, trials: int, workers: int) -> dict[str, Any]:
+def run_optuna(url: str, trials: int, workers: int, start_at: int) -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.create_study(study_name="bench", storage=url, direction="minimize")
+    study = optuna.create_study(study_name="bench", storage=url, direction="minimize")
+    if start_at:
+        distributions = optuna_distributions()
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params=p,
+                    distributions=distributions,
+                    value=objective(p, EPOCHS),
+                    intermediate_values={e: objective(p, e) for e in range(1, EPOCHS + 1)},
+                )
+                for p in finished_params(start_at)
+            ]
+        )
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    counter = context.Value("i", 0)
+    counter = context.Value("i", start_at)
     processes = [
         context.Process(target=optuna_worker, args=(url, index, trials, counter, queue)) for index in range(workers)
     ]
@@ -321,7 +397,7 @@ def percentile(values: list[float], q: float) -> float:
 def around(rows: list[dict[str, Any]], mark: int) -> float | None:
     """Median coordination time of the 100 trials around trial number ``mark`` (clipped to the run)."""
     numbers = sorted(row["number"] for row in rows)
-    if not numbers or mark > numbers[-1] + 1:
+    if not numbers or mark > numbers[-1] + 1 or mark < numbers[0]:
         return None
     low, high = max(0, mark - 50), min(numbers[-1] + 1, mark + 50)
     if high - low < 100:
@@ -370,16 +446,21 @@ def header(args: argparse.Namespace) -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
-    print(
-        f"{args.trials} trials x {EPOCHS} epoch reports, {args.workers} worker processes, TPE; hpsearch coordinator "
-        f"poll {args.poll}s, prefetch {args.prefetch}; worker poll {args.worker_poll}s"
-    )
+    run = args.trials - args.start_at
+    print(f"{run} trials (numbers {args.start_at}..{args.trials - 1}) x {EPOCHS} epoch reports, {args.workers} workers")
+    print(f"TPE; coordinator poll {args.poll}s, prefetch {args.prefetch}; worker poll {args.worker_poll}s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument(
+        "--start-at",
+        type=int,
+        default=0,
+        help="begin with this many finished trials written in bulk (measures the cost at trial N without running N)",
+    )
     parser.add_argument("--optuna-trials", type=int, help="trials for Optuna (default: --trials)")
     parser.add_argument("--poll", type=float, default=0.02, help="coordinator sleep between ticks (s)")
     parser.add_argument("--worker-poll", type=float, default=0.1, help="worker sleep after an empty claim (s)")
@@ -392,14 +473,22 @@ def main() -> None:
     extra: dict[str, str] = {}
     if "postgresql" not in skip:
         with PostgresDatabase() as url:
-            result = run_hpsearch(url, args.trials, args.workers, args.poll, args.prefetch, args.worker_poll)
+            result = run_hpsearch(
+                url, args.trials, args.workers, args.poll, args.prefetch, args.worker_poll, args.start_at
+            )
         summaries["hpsearch, PostgreSQL"] = summarise(result)
         extra["hpsearch, PostgreSQL"] = f"coordinator busy {result['coordinator_busy']:.1f}s in {result['ticks']} ticks"
         print(f"done: hpsearch on PostgreSQL ({extra['hpsearch, PostgreSQL']})", flush=True)
     if "sqlite" not in skip:
         with tempfile.TemporaryDirectory() as directory:
             result = run_hpsearch(
-                f"sqlite:///{directory}/bench.db", args.trials, args.workers, args.poll, args.prefetch, args.worker_poll
+                f"sqlite:///{directory}/bench.db",
+                args.trials,
+                args.workers,
+                args.poll,
+                args.prefetch,
+                args.worker_poll,
+                args.start_at,
             )
         summaries["hpsearch, SQLite"] = summarise(result)
         extra["hpsearch, SQLite"] = f"coordinator busy {result['coordinator_busy']:.1f}s in {result['ticks']} ticks"
@@ -407,7 +496,7 @@ def main() -> None:
     if "optuna" not in skip:
         with PostgresDatabase() as url:
             summaries["Optuna RDB, PostgreSQL"] = summarise(
-                run_optuna(url, args.optuna_trials or args.trials, args.workers)
+                run_optuna(url, args.optuna_trials or args.trials, args.workers, args.start_at)
             )
         print("done: Optuna on PostgreSQL", flush=True)
     print()
