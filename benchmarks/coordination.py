@@ -364,6 +364,42 @@ def run_optuna(url: str, trials: int, workers: int, start_at: int) -> dict[str, 
     return {"rows": rows, "claim_name": "ask"}
 
 
+# --- the coordinator's planning alone -------------------------------------------------------------------
+
+
+def planning_cost(sizes: tuple[int, ...] = MARKS, batch: int = 18, repeats: int = 3) -> dict[int, float]:
+    """Seconds per planned trial of the TPE strategy on an in-memory history of ``size`` finished trials:
+    the coordinator's CPU per trial without the database (best of ``repeats``)."""
+    from hpsearch.space import SearchSpace
+    from hpsearch.strategies import StudyContext, TrialView, make_strategy
+
+    context = StudyContext(space=SearchSpace(SPACE), direction="min", seed=1, max_trials=None, max_epochs=EPOCHS)
+    strategy = make_strategy({"algorithm": "tpe", "n_startup_trials": 10})
+    params = finished_params(max(sizes))
+    history = [
+        TrialView(
+            number=n,
+            state="COMPLETED",
+            params=p,
+            objective=objective(p, EPOCHS),
+            best_epoch=EPOCHS,
+            epochs_done=EPOCHS,
+            budget_epochs=EPOCHS,
+        )
+        for n, p in enumerate(params)
+    ]
+    strategy.plan(context, history[:50], 1)  # imports
+    cost = {}
+    for size in sizes:
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            strategy.plan(context, history[:size], batch)
+            best = min(best, time.perf_counter() - start)
+        cost[size] = best / batch
+    return cost
+
+
 # --- databases, statistics, report ----------------------------------------------------------------------
 
 
@@ -465,10 +501,16 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.02, help="coordinator sleep between ticks (s)")
     parser.add_argument("--worker-poll", type=float, default=0.1, help="worker sleep after an empty claim (s)")
     parser.add_argument("--prefetch", type=int, default=16, help="trials queued beyond one per live worker")
-    parser.add_argument("--skip", default="", help="comma-separated runs to leave out: postgresql,sqlite,optuna")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated runs to leave out: planning,postgresql,sqlite,optuna"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     header(args)
+    if "planning" not in skip:
+        cost = planning_cost()
+        cells = ", ".join(f"{ms(seconds)} ms at {size} finished trials" for size, seconds in cost.items())
+        print(f"coordinator planning alone (TPE, in memory, best of 3, batches of 18): {cells}", flush=True)
     summaries: dict[str, dict[str, Any]] = {}
     extra: dict[str, str] = {}
     if "postgresql" not in skip:
