@@ -173,3 +173,26 @@ def test_a_strategy_that_cannot_plan_fails_its_study_not_the_coordinator(store: 
     failed = store.study_by_id(broken.id)
     assert failed.state == StudyState.FAILED and "unsupported hyperparameter class 'Mystery'" in (failed.message or "")
     assert store.study_by_id(healthy.id).state == StudyState.RUNNING and store.counts(healthy.id)["QUEUED"] > 0
+
+
+@pytest.mark.parametrize("with_curves", [False, True])
+def test_the_history_kept_between_ticks_equals_a_fresh_read(store: Store, with_curves: bool) -> None:
+    study = budget_study(store, "kept")
+    coordinator = Coordinator(store, ["kept"])
+    worker = store.register_worker("w", "h", 1, None)
+    outcomes = [TrialState.COMPLETED, TrialState.FAILED, None, TrialState.PRUNED, "retry", TrialState.COMPLETED]
+    for step, outcome in enumerate(outcomes):
+        assert coordinator.step(store.study_by_id(study.id), target_queued=3)
+        claimed = store.claim(worker, study.id)
+        assert claimed is not None
+        store.record_epoch(claimed.trial_id, worker, 1, {"val_accuracy": 0.1 * step}, "val_accuracy", "max")
+        if outcome == "retry":
+            store.retry(claimed.trial_id, worker, "crashed")
+        elif outcome is not None:  # None: the trial keeps running, and reports again below
+            store.finish(claimed.trial_id, worker, outcome)
+        assert coordinator.history(study.id, with_curves) == store.history(study.id, with_curves)
+    running = store.trials(study.id)
+    store.record_epoch(running[2].id, worker, 2, {"val_accuracy": 0.9}, "val_accuracy", "max")
+    kept = coordinator.history(study.id, with_curves)
+    assert kept == store.history(study.id, with_curves)
+    assert kept[2].epochs_done == 2 and (kept[2].curve == {1: pytest.approx(0.2), 2: 0.9} or not with_curves)

@@ -63,6 +63,12 @@ def test_direction_inferred_like_keras_tuner(metric: str, direction: str) -> Non
         (lambda t: t.replace('name = "s1"', 'name = "../etc"'), "study.name", "letters"),
         (lambda t: t.replace('"m.py:load_data"', '"m.py"'), "study.data", "file.py:function"),
         (lambda t: t.replace("[search]", '[search]\nalgorithm = "annealing"'), "search.algorithm", "annealing"),
+        (lambda t: t.replace("[search]", "[search]\nmodel_window = 500"), "search", "'model_window' does not apply"),
+        (
+            lambda t: t.replace("[search]", '[search]\nalgorithm = "tpe"\nmodel_window = 5'),
+            "search.model_window",
+            "greater than or equal to 25",
+        ),
     ],
 )
 def test_bad_files_name_file_field_and_value(tmp_path: Path, edit, where: str, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -31,6 +31,39 @@ def _epochs_committed(history: Sequence[TrialView]) -> int:
     )
 
 
+class _History:
+    """One study's trials as the strategies see them, kept between ticks. A finished trial never changes, so
+    a tick reads only the trials added since the last one and those still queued or running: the cost of
+    a tick does not grow with the study (a restart reads everything once)."""
+
+    def __init__(self, with_curves: bool) -> None:
+        self.with_curves = with_curves
+        self.trials: list[TrialView] = []
+        self.position: dict[int, int] = {}  # trial number -> index in self.trials
+        self.open: set[int] = set()  # numbers of trials not finished
+
+    def refresh(self, store: Store, study_id: int) -> list[TrialView]:
+        if not self.trials:
+            changed = store.history(study_id, with_curves=self.with_curves)
+        else:
+            last = self.trials[-1].number
+            changed = store.history(
+                study_id, with_curves=self.with_curves, after_number=last, numbers=sorted(self.open)
+            )
+        for view in changed:
+            index = self.position.get(view.number)
+            if index is None:
+                self.position[view.number] = len(self.trials)
+                self.trials.append(view)
+            else:
+                self.trials[index] = view
+            if view.finished:
+                self.open.discard(view.number)
+            else:
+                self.open.add(view.number)
+        return list(self.trials)
+
+
 class Coordinator:
     def __init__(
         self,
@@ -48,6 +81,14 @@ class Coordinator:
         self.prefetch = prefetch
         self.lease_seconds = lease_seconds
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._histories: dict[int, _History] = {}
+
+    def history(self, study_id: int, with_curves: bool) -> list[TrialView]:
+        """The study's trials, read incrementally (see _History)."""
+        cached = self._histories.get(study_id)
+        if cached is None or cached.with_curves != with_curves:
+            cached = self._histories[study_id] = _History(with_curves)
+        return cached.refresh(self.store, study_id)
 
     def running_studies(self) -> list[Study]:
         studies = self.store.studies([StudyState.RUNNING])
@@ -80,6 +121,8 @@ class Coordinator:
                 still_running = False
             if still_running:
                 running.append(study)
+            else:
+                self._histories.pop(study.id, None)
         return running
 
     def step(self, study: Study, target_queued: int) -> bool:
@@ -87,14 +130,14 @@ class Coordinator:
         study = self.store.study_by_id(study.id)  # the space may have grown (parameters declared in fit)
         search = study.spec["search"]
         limit = search["max_consecutive_failures"]
-        failures = self.store.consecutive_failures(study.id)
+        failures = self.store.consecutive_failures(study.id, up_to=limit)
         if failures >= limit:
             message = f"{failures} consecutive trials failed (max_consecutive_failures = {limit})"
             self.store.set_study_state(study.id, StudyState.FAILED, message)
             log.error("study %s failed: %s", study.name, message)
             return False
         strategy = make_strategy(search)
-        history = self.store.history(study.id, with_curves=strategy.needs_curves)
+        history = self.history(study.id, with_curves=strategy.needs_curves)
         context = study_context(study)
         running = [t.number for t in history if t.state == TrialState.RUNNING]
         active = any(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in history)

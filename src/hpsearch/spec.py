@@ -23,11 +23,11 @@ Algorithm = Literal["random", "grid", "bayesian", "tpe", "hyperband", "asha", "b
 ALGORITHM_OPTIONS: dict[str, frozenset[str]] = {
     "random": frozenset({"pruner", "grace_epochs"}),
     "grid": frozenset({"pruner", "grace_epochs"}),
-    "tpe": frozenset({"n_startup_trials", "pruner", "grace_epochs"}),
-    "bayesian": frozenset({"n_startup_trials", "pruner", "grace_epochs"}),
+    "tpe": frozenset({"n_startup_trials", "model_window", "pruner", "grace_epochs"}),
+    "bayesian": frozenset({"n_startup_trials", "model_window", "pruner", "grace_epochs"}),
     "hyperband": frozenset({"factor", "hyperband_iterations"}),
-    "bohb": frozenset({"factor", "hyperband_iterations", "n_startup_trials"}),
-    "asha": frozenset({"factor", "min_epochs", "sampler", "n_startup_trials"}),
+    "bohb": frozenset({"factor", "hyperband_iterations", "n_startup_trials", "model_window"}),
+    "asha": frozenset({"factor", "min_epochs", "sampler", "n_startup_trials", "model_window"}),
 }
 # Algorithms that decide how many trials to run themselves (max_trials is then an optional cap).
 SELF_SIZED = frozenset({"grid", "hyperband", "bohb"})
@@ -155,6 +155,8 @@ class SearchSection(_Strict):
     hyperband_iterations: int = Field(default=1, gt=0, le=1000)
     min_epochs: int = Field(default=1, gt=0)
     n_startup_trials: int = Field(default=10, ge=1)
+    # TPE / GP fit their model on at most this many finished trials: the best 25 and the most recent.
+    model_window: int = Field(default=200, ge=25, le=100_000)
     sampler: Literal["random", "tpe", "bayesian"] = "random"
     pruner: Literal["none", "median"] = "none"
     grace_epochs: int = Field(default=1, ge=1)

@@ -185,6 +185,7 @@ class Worker:
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
+        claimed_at = time.monotonic()
         try:
             cached = self._study(claimed.study_id)
         except Exception as exc:  # the data loader broke after the study was created
@@ -197,7 +198,7 @@ class Worker:
             return
         log.info("trial %s/%d: %s", cached.study.name, claimed.number, claimed.params)
         try:
-            _TrialRun(self, claimed, cached, task).run()
+            _TrialRun(self, claimed, cached, task, claimed_at).run()
         except KeyboardInterrupt:  # SIGINT or SIGTERM: hand the trial back unharmed before exiting
             self.store.release(claimed.trial_id, self.id)
             raise
@@ -219,9 +220,12 @@ class Worker:
 class _TrialRun:
     """One trial's child process and the worker's side of its pipe."""
 
-    def __init__(self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache, task: Any) -> None:
+    def __init__(
+        self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache, task: Any, claimed_at: float
+    ) -> None:
         self.worker = worker
         self.task = task
+        self.claimed_at = claimed_at
         self.store = worker.store
         self.claimed = claimed
         self.cached = cached
@@ -248,7 +252,8 @@ class _TrialRun:
 
     def _follow(self, child: Any, receiver: Any, stop: Any) -> None:
         heartbeat = self.cached.spec.run.heartbeat_seconds
-        next_beat = time.monotonic()  # renew at once: loading the study's data may have taken a while
+        # The claim set the lease: renew one heartbeat later, or at once if loading the study's data took longer.
+        next_beat = self.claimed_at + heartbeat
         timeout = self.cached.spec.search.trial_timeout
         deadline = time.monotonic() + timeout if timeout else None
         lost = False

@@ -88,3 +88,37 @@ def test_full_budget_never_plans_beyond_max_trials() -> None:
     history = as_history(plans)
     assert strategy.plan(context(max_trials=3), history, 10) == []
     assert strategy.is_finished(context(max_trials=3), history)
+
+
+def test_the_model_sees_the_best_and_the_most_recent_trials_within_its_window() -> None:
+    from hpsearch.strategies.samplers import OptunaSampler
+
+    history = [
+        TrialView(
+            number=i,
+            state="COMPLETED" if i % 10 else "FAILED",
+            params={"act": "relu", "units": 8},
+            objective=float((i * 37) % 101),
+            best_epoch=1,
+            epochs_done=1,
+            budget_epochs=4,
+        )
+        for i in range(1000)
+    ]
+    completed = [t for t in history if t.state == "COMPLETED"]
+    seen = OptunaSampler("tpe", window=60)._observed(history, "max")
+    assert len(seen) == 60 and [t.number for t in seen] == sorted(t.number for t in seen)
+    best = sorted(completed, key=lambda t: (-(t.objective or 0), t.number))[:25]
+    assert {t.number for t in best} <= {t.number for t in seen}
+    others = [t for t in seen if t.number not in {b.number for b in best}]
+    assert [t.number for t in others] == [t.number for t in completed if t not in best][-len(others) :]
+    assert OptunaSampler("tpe", window=60)._observed(history[:50], "max") == [
+        t for t in history[:50] if t.state == "COMPLETED"
+    ]
+    # Minimising keeps the lowest objectives instead.
+    lowest = sorted(completed, key=lambda t: (t.objective or 0, t.number))[:25]
+    assert {t.number for t in lowest} <= {t.number for t in OptunaSampler("tpe", window=60)._observed(history, "min")}
+    # A plan still works past the window, with the window from the study's options.
+    strategy = make_strategy({"algorithm": "tpe", "model_window": 30})
+    assert strategy.sampler.window == 30  # type: ignore[attr-defined]
+    assert len(strategy.plan(context(2000), completed, 2)) == 2

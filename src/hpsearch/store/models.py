@@ -92,8 +92,11 @@ class Trial(Base):
     __tablename__ = "trials"
     __table_args__ = (
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
-        # Serves the claim query: the oldest QUEUED trial of a running study.
+        # Serve the claim query: the oldest QUEUED trial of a given running study, or of any.
         Index("ix_trials_claim", "state", "study_id", "id"),
+        Index("ix_trials_state_id", "state", "id"),
+        # Serves the coordinator's look at a study's latest finished trials (consecutive failures).
+        Index("ix_trials_study_finished", "study_id", "finished_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

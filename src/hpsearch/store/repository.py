@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, delete, func, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -154,28 +154,36 @@ class Store:
 
     # --- trials: planning ----------------------------------------------------------------------------
 
-    def history(self, study_id: int, with_curves: bool = False) -> list[TrialView]:
-        """Every trial of a study as strategies see it; ``with_curves`` adds each trial's objective per epoch."""
+    def history(
+        self,
+        study_id: int,
+        with_curves: bool = False,
+        *,
+        after_number: int | None = None,
+        numbers: Sequence[int] = (),
+    ) -> list[TrialView]:
+        """A study's trials as strategies see them, in number order; ``with_curves`` adds each trial's objective
+        per epoch. With ``after_number``, only the trials numbered above it and those in ``numbers`` (what a
+        coordinator that keeps the history between ticks needs: finished trials never change)."""
         parent = Trial.__table__.alias("parent")
+        which = Trial.study_id == study_id
+        if after_number is not None:
+            which = and_(which, or_(Trial.number > after_number, Trial.number.in_(list(numbers))))
         query = (
             select(Trial, parent.c.number)
             .outerjoin(parent, parent.c.id == Trial.parent_trial_id)
-            .where(Trial.study_id == study_id)
+            .where(which)
             .order_by(Trial.number)
         )
         curves: dict[int, dict[int, float]] = {}
         with self.session() as session:
             rows = session.execute(query).all()
-            if with_curves:
+            if with_curves and rows:
                 metric = (
                     select(TrialMetric.trial_id, TrialMetric.epoch, TrialMetric.value)
                     .join(Trial, Trial.id == TrialMetric.trial_id)
                     .join(Study, Study.id == Trial.study_id)
-                    .where(
-                        Trial.study_id == study_id,
-                        TrialMetric.name == Study.objective_name,
-                        TrialMetric.value.is_not(None),
-                    )
+                    .where(which, TrialMetric.name == Study.objective_name, TrialMetric.value.is_not(None))
                 )
                 for trial_id, epoch, value in session.execute(metric):
                     curves.setdefault(trial_id, {})[epoch] = value
@@ -204,8 +212,13 @@ class Store:
             return []
         with self.session() as session:
             last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
+            parents = {new.parent_number for new in new_trials if new.parent_number is not None}
             numbers_to_ids = dict(
-                session.execute(select(Trial.number, Trial.id).where(Trial.study_id == study.id)).all()
+                session.execute(
+                    select(Trial.number, Trial.id).where(Trial.study_id == study.id, Trial.number.in_(list(parents)))
+                ).all()
+                if parents
+                else []
             )
             numbers: list[int] = []
             for offset, new in enumerate(new_trials):
@@ -234,12 +247,13 @@ class Store:
             found = dict(session.execute(query).all())
         return {state.value: int(found.get(state.value, 0)) for state in TrialState}
 
-    def consecutive_failures(self, study_id: int) -> int:
+    def consecutive_failures(self, study_id: int, up_to: int = 1000) -> int:
+        """How many of the latest finished trials failed in a row, counting up to ``up_to``."""
         query = (
             select(Trial.state)
             .where(Trial.study_id == study_id, Trial.state.in_(list(FINISHED_STATES)))
             .order_by(Trial.finished_at.desc(), Trial.id.desc())
-            .limit(1000)
+            .limit(up_to)
         )
         with self.session() as session:
             states = list(session.scalars(query))
@@ -280,19 +294,9 @@ class Store:
         PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on or take the
         same row. SQLite: the transaction began with ``BEGIN IMMEDIATE`` (see db.py), so claims serialise.
         """
-        query = (
-            select(Trial)
-            .join(Study, Study.id == Trial.study_id)
-            .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
-            .order_by(Trial.id)
-            .limit(1)
-            .with_for_update(skip_locked=True, of=Trial)
-        )
-        if study_id is not None:
-            query = query.where(Trial.study_id == study_id)
         now = utcnow()
         with self.session() as session:
-            trial = session.scalar(query)
+            trial = session.scalar(claim_query(study_id))
             if trial is None:
                 return None
             study = session.get_one(Study, trial.study_id)
@@ -797,6 +801,21 @@ class Store:
             for row in session.scalars(query):
                 curve.setdefault(row.epoch, {})[row.name] = row.value
         return curve
+
+
+def claim_query(study_id: int | None = None) -> Any:
+    """The oldest QUEUED trial of a RUNNING study (of ``study_id``), locked; ix_trials_claim serves it."""
+    query = (
+        select(Trial)
+        .join(Study, Study.id == Trial.study_id)
+        .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
+        .order_by(Trial.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Trial)
+    )
+    if study_id is not None:
+        query = query.where(Trial.study_id == study_id)
+    return query
 
 
 def _end_attempt(session: Session, trial_id: int, outcome: str, now: Any) -> None:

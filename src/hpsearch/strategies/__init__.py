@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpsearch.strategies.base import NewTrial, Sampler, Scheduler, StudyContext, TrialView
-from hpsearch.strategies.samplers import GridSampler, OptunaSampler, RandomSampler, SeededSampler
+from hpsearch.strategies.samplers import MODEL_WINDOW, GridSampler, OptunaSampler, RandomSampler, SeededSampler
 from hpsearch.strategies.schedulers import ASHA, FullBudget, Hyperband, MedianStopping
 
 
@@ -47,7 +47,7 @@ def _sampler(name: str, search: Mapping[str, Any]) -> Sampler:
     if name == "grid":
         sampler = GridSampler()
     elif name in ("tpe", "bayesian"):
-        sampler = OptunaSampler(name, search.get("n_startup_trials", 10))
+        sampler = OptunaSampler(name, search.get("n_startup_trials", 10), search.get("model_window", MODEL_WINDOW))
     else:
         sampler = RandomSampler()
     initial = search.get("initial_trials") or []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import warnings
@@ -12,6 +13,10 @@ from hpsearch.space import Param, Value
 from hpsearch.strategies.base import StudyContext, TrialView
 
 _MAX_DUPLICATE_DRAWS = 100  # as Keras Tuner's random search retries a configuration it has seen
+# The model (TPE, GP) sees at most this many finished trials: the best ``_MODEL_KEEPS_BEST`` and the most
+# recent others. Fitting on the whole history would cost O(n) per suggestion for TPE and O(n^3) for GP.
+MODEL_WINDOW = 200
+_MODEL_KEEPS_BEST = 25  # TPE's "good" group never holds more than 25 trials (Optuna's default gamma)
 
 
 def _key(params: dict[str, Value]) -> str:
@@ -91,11 +96,14 @@ class OptunaSampler:
       points) idle workers do not all receive the same configuration.
     - Multi-fidelity (BOHB, ASHA x TPE): the model sees the largest budget that has enough observations.
     - Several objectives: Optuna's multi-objective TPE (or GP) searches the Pareto front.
+    - The model is fitted on a window of at most ``window`` finished trials (the best 25 and the most
+      recent), so a suggestion costs the same at trial 10,000 as at trial 300.
     """
 
-    def __init__(self, kind: str, n_startup_trials: int = 10) -> None:
+    def __init__(self, kind: str, n_startup_trials: int = 10, window: int = MODEL_WINDOW) -> None:
         self.kind = kind
         self.n_startup_trials = n_startup_trials
+        self.window = window
 
     def sample(self, context: StudyContext, history: Sequence[TrialView], count: int) -> list[dict[str, Value]]:
         out: list[dict[str, Value]] = []
@@ -123,16 +131,28 @@ class OptunaSampler:
                 values[param.name] = _unit_to_value(param, float(unit))
         return values
 
-    def _observed(self, history: Sequence[TrialView]) -> list[TrialView]:
+    def _observed(self, history: Sequence[TrialView], direction: str) -> list[TrialView]:
         completed = [t for t in history if t.state == "COMPLETED" and t.objective is not None]
         by_budget: dict[int, list[TrialView]] = {}
         for trial in completed:
             by_budget.setdefault(trial.budget_epochs, []).append(trial)
-        if len(by_budget) <= 1:
-            return completed
-        enough = [b for b, trials in by_budget.items() if len(trials) >= self.n_startup_trials]
-        budget = max(enough) if enough else max(by_budget, key=lambda b: len(by_budget[b]))
-        return by_budget[budget]
+        if len(by_budget) > 1:
+            enough = [b for b, trials in by_budget.items() if len(trials) >= self.n_startup_trials]
+            budget = max(enough) if enough else max(by_budget, key=lambda b: len(by_budget[b]))
+            completed = by_budget[budget]
+        return self._windowed(completed, direction)
+
+    def _windowed(self, observed: list[TrialView], direction: str) -> list[TrialView]:
+        """The best few and the most recent of ``observed``, at most ``self.window``, in trial order."""
+        if len(observed) <= self.window:
+            return observed
+        sign = 1.0 if direction == "min" else -1.0
+        best = heapq.nsmallest(
+            min(_MODEL_KEEPS_BEST, self.window), observed, key=lambda t: (sign * (t.objective or 0.0), t.number)
+        )
+        kept = {t.number for t in best}
+        recent = [t for t in reversed(observed) if t.number not in kept][: self.window - len(kept)]
+        return sorted([*best, *recent], key=lambda t: t.number)
 
     def _model_based(
         self, context: StudyContext, history: Sequence[TrialView], planned: list[dict[str, Value]], count: int
@@ -160,7 +180,7 @@ class OptunaSampler:
         def known(params: dict[str, Value]) -> dict[str, Value]:
             return {k: v for k, v in params.items() if k in distributions}
 
-        for trial in self._observed(history):
+        for trial in self._observed(history, context.direction):
             values = trial.values if len(directions) > 1 else (trial.objective,)
             if values is None or len(values) != len(directions) or any(v is None for v in values):
                 continue  # a trial that never logged every objective teaches the model nothing
