@@ -245,3 +245,17 @@ def test_promote_needs_a_completed_trial(store: Store) -> None:
     store.add_trials(study, [NewTrial(params={}, budget_epochs=1)])
     with pytest.raises(UsageError, match="is QUEUED; only a COMPLETED trial can be promoted"):
         plan_final_job(store, study, trial_number=0)
+
+
+def test_an_onnx_graph_no_runtime_could_load_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    """tf2onnx writes a graph even when it cannot convert an op (image augmentation here): the export is
+    checked, and refused with the reason instead of being registered."""
+    import keras
+
+    from hpsearch.finaljob import export_model
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.RandomTranslation(0.1, 0.1), keras.layers.Flatten()])
+    model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    written, skipped = export_model(model, tmp_path, ["onnx"])
+    assert written == {} and not (tmp_path / "model.onnx").exists()
+    assert "No Op registered" in skipped["onnx"]

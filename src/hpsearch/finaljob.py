@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -192,11 +193,18 @@ def export_model(model: keras.Model, out: Path, formats: list[str]) -> tuple[dic
         else:
             skipped["savedmodel"] = f"SavedModel needs the TensorFlow backend (this is {keras.backend.backend()})"
     if "onnx" in formats:
+        target = out / "model.onnx"
+        # tf2onnx logs every op it cannot convert, then writes a graph that no runtime loads: check it instead.
+        logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)
         try:
-            model.export(str(out / "model.onnx"), format="onnx", verbose=False)
-            written["onnx"] = out / "model.onnx"
-        except Exception as exc:  # the backend or the model's layers cannot be converted
-            skipped["onnx"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            model.export(str(target), format="onnx", verbose=False)
+            import onnx
+
+            onnx.checker.check_model(str(target), full_check=True)
+            written["onnx"] = target
+        except Exception as exc:  # the backend or some of the model's ops cannot be converted
+            target.unlink(missing_ok=True)
+            skipped["onnx"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return written, skipped
 
 
