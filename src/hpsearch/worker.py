@@ -210,8 +210,14 @@ class Worker:
             self.store.fail_final_job(job.id, self.id, f"loading data: {exc}")
             return
         log.info("final job %s/%d: trial %s", cached.study.name, job.number, job.params)
+        run = _FinalRun(self, job, cached)
         try:
-            _FinalRun(self, job, cached).run()
+            task = run.task()
+        except UnsafePath as exc:  # a study name written into the database by hand, e.g. "../x"
+            self.store.fail_final_job(job.id, self.id, f"{exc.where}: {exc.what}")
+            return
+        try:
+            run.run(task)
         except KeyboardInterrupt:
             self.store.requeue_final_job(job.id, "its worker was interrupted; resumes from its backup", self.id)
             raise
@@ -385,13 +391,13 @@ class _FinalRun:
             study_spec=study.spec if spec.automl is not None else None,
         )
 
-    def run(self) -> None:
+    def run(self, task: Any) -> None:
         from hpsearch.finaljob import run_final_job
 
         context = self.worker._process_context()
         receiver, sender = context.Pipe(duplex=False)
         stop = context.Event()
-        child = context.Process(target=run_final_job, args=(self.task(), sender, stop))
+        child = context.Process(target=run_final_job, args=(task, sender, stop))
         child.start()
         sender.close()
         try:
