@@ -79,7 +79,15 @@ def create_study(
     """Create the study of a study file, or return the existing one of the same name and spec."""
     path = Path(path)
     spec = load_spec(path)
-    return store.create_study(study_row(spec, path, artifact_root))
+    return store.create_study(study_row(spec, path, artifact_root), normalize=_current_form)
+
+
+def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
+    """A spec stored by an earlier version, with the fields added since at their defaults."""
+    try:
+        return StudySpec.model_validate(stored).model_dump(mode="json")
+    except ValueError:  # not a valid spec any more: it differs
+        return stored
 
 
 def study_context(study: Study) -> StudyContext:

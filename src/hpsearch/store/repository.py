@@ -6,7 +6,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -105,12 +105,17 @@ class Store:
 
     # --- studies -------------------------------------------------------------------------------------
 
-    def create_study(self, study: Study) -> tuple[Study, bool]:
-        """Insert ``study``; a study of the same name and spec is returned as is (``created`` False)."""
+    def create_study(
+        self, study: Study, normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> tuple[Study, bool]:
+        """Insert ``study``; a study of the same name and spec is returned as is (``created`` False).
+        ``normalize`` turns a stored spec into today's form (fields added since it was stored take their
+        defaults) before the comparison."""
         with self.session() as session:
             existing = session.scalar(select(Study).where(Study.name == study.name))
             if existing is not None:
-                if existing.spec != study.spec:
+                stored = normalize(existing.spec) if normalize is not None else existing.spec
+                if stored != study.spec:
                     raise UsageError(
                         f"study {study.name}",
                         "exists with a different study file; rename the study or delete the old one",
