@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import keras_tuner as kt
 import numpy as np
 
 from hpsearch.evaluation import evaluate_predictions
-from hpsearch.loading import Split, check_model, keras_inputs, load_hypermodel, open_dataset, study_hypermodel
+from hpsearch.loading import Split, check_model, keras_inputs, open_dataset
 from hpsearch.space import Value
-from hpsearch.spec import StudySpec
 from hpsearch.training import (
     StopAware,
     TrialFailed,
     TrialTask,
+    build_inputs,
     cross_validate,
+    fit_arguments,
     joined,
     make_callbacks,
     sha256_of,
@@ -267,12 +267,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     out = Path(task.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = open_dataset(Path(task.data_dir))
-    if task.study_spec is not None:
-        hypermodel = study_hypermodel(StudySpec.model_validate(task.study_spec), task.base_dir, data)
-    else:
-        hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
-    hp = kt.HyperParameters.from_config({"space": task.space["space"], "values": dict(task.params)})
-    hp.ensure_active_values()
+    hypermodel, hp = build_inputs(task.hypermodel, task.study_spec, task.base_dir, data, task.space, task.params)
     model = hypermodel.build(hp)
     check_model(model, task.hypermodel)
     if "test" not in data:
@@ -305,26 +300,10 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
         fit_state,
         FinalReporter(conn, stop),
     ]
-    fit_kwargs: dict[str, Any] = {
-        "x": keras_inputs(train.x),
-        "y": train.y,
-        "epochs": task.epochs,
-        "callbacks": callbacks,
-        "shuffle": task.shuffle,
-        "verbose": 0,
-    }
-    if held_out is not None:
-        fit_kwargs["validation_data"] = (
-            (keras_inputs(held_out.x), held_out.y)
-            if held_out.weight is None
-            else (keras_inputs(held_out.x), held_out.y, held_out.weight)
-        )
-    if train.weight is not None:
-        fit_kwargs["sample_weight"] = train.weight
-    if task.batch_size is not None:
-        fit_kwargs["batch_size"] = task.batch_size
-    if task.class_weight:
-        fit_kwargs["class_weight"] = task.class_weight
+    fit_kwargs = fit_arguments(
+        train, held_out, task.epochs, batch_size=task.batch_size, shuffle=task.shuffle, class_weight=task.class_weight
+    )
+    fit_kwargs["callbacks"] = callbacks
     state_file = out / FIT_STATE
     if state_file.exists() and json.loads(state_file.read_text())["finished"]:
         fit_state.on_train_begin()  # trained by an earlier attempt that failed after training: evaluate only

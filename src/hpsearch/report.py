@@ -753,7 +753,7 @@ def _final_model_section(store: Store, study: Study) -> str:
             return f'<p class="note">Final job {job.number} is {_e(job.state)} ({job.epochs_done} epochs so far).</p>'
         return '<p class="note">No final model yet (run <code>hpsearch promote</code>).</p>'
     job = jobs[-1]
-    trial_number = next((t.number for t in store.trials(study.id) if t.id == job.trial_id), None)
+    trial_number = store.trial_by_id(job.trial_id).number
     classes, slices = store.final_evaluation(job.id)
     parts = [
         f"<p>Final job {job.number}: trial #{trial_number} retrained on <code>{_e(job.train_on)}</code> for "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,8 +197,9 @@ def fold_splits(y: np.ndarray, folds: int, repeats: int, seed: int) -> list[tupl
     return splits
 
 
-def _take(x: Inputs, rows: np.ndarray) -> Inputs:
-    return {k: np.asarray(v)[rows] for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)[rows]
+def _rows(split: Split, rows: np.ndarray) -> Split:
+    x = {k: np.asarray(v)[rows] for k, v in split.x.items()} if isinstance(split.x, dict) else split.x[rows]
+    return Split(x, split.y[rows], split.weight[rows] if split.weight is not None else None)
 
 
 def joined(first: Split, second: Split) -> Split:
@@ -240,12 +242,14 @@ def cross_validate(
         model = hypermodel.build(hp)
         check_model(model, task.hypermodel)
         curve = _Curve(stop)
-        fit_kwargs = _fit_kwargs(task, Split(_take(pool.x, train_rows), pool.y[train_rows]), epochs)
-        held = (keras_inputs(_take(pool.x, held_rows)), pool.y[held_rows])
-        if pool.weight is not None:
-            fit_kwargs["sample_weight"] = pool.weight[train_rows]
-            held = (*held, pool.weight[held_rows])
-        fit_kwargs["validation_data"] = held
+        fit_kwargs = fit_arguments(
+            _rows(pool, train_rows),
+            _rows(pool, held_rows),
+            epochs,
+            batch_size=task.batch_size,
+            shuffle=task.shuffle,
+            class_weight=task.class_weight,
+        )
         fit_kwargs["callbacks"] = [*make_callbacks(task.callbacks, task.base_dir), curve]
         hypermodel.fit(hp, model, **fit_kwargs)
         curves.append(curve.epochs)
@@ -261,18 +265,32 @@ def cross_validate(
     return summary
 
 
-def _fit_kwargs(task: TrialTask, train: Split, epochs: int) -> dict[str, Any]:
+def fit_arguments(
+    train: Split,
+    validation: Split | None,
+    epochs: int,
+    *,
+    batch_size: int | None,
+    shuffle: bool,
+    class_weight: dict[int, float],
+) -> dict[str, Any]:
+    """``fit``'s keyword arguments for a training split (and a validation split), with their sample weights,
+    the ``[fit]`` settings and inputs as Keras takes them; callbacks are the caller's."""
     kwargs: dict[str, Any] = {
         "x": keras_inputs(train.x),
         "y": train.y,
         "epochs": epochs,
-        "shuffle": task.shuffle,
+        "shuffle": shuffle,
         "verbose": 0,
     }
-    if task.batch_size is not None:
-        kwargs["batch_size"] = task.batch_size
-    if task.class_weight:
-        kwargs["class_weight"] = task.class_weight
+    if validation is not None:
+        kwargs["validation_data"] = (keras_inputs(validation.x), validation.y) + (
+            (validation.weight,) if validation.weight is not None else ()
+        )
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    if class_weight:
+        kwargs["class_weight"] = class_weight
     if train.weight is not None:
         kwargs["sample_weight"] = train.weight
     return kwargs
@@ -280,16 +298,30 @@ def _fit_kwargs(task: TrialTask, train: Split, epochs: int) -> dict[str, Any]:
 
 def _report_cross_validation(task: TrialTask, summary: list[dict[str, float]], model: Any, conn: Any) -> None:
     """Send the fold means per epoch as the trial's curve (K models have no single checkpoint)."""
-    reporter = Reporter(task, conn, _Never())
+    reporter = Reporter(task, conn, threading.Event())  # training is over: nothing left to stop
     reporter.set_model(model)
     for epoch, values in enumerate(summary):
         reporter.report(epoch, values, checkpoint=False)
 
 
-class _Never:
-    @staticmethod
-    def is_set() -> bool:
-        return False
+def build_inputs(
+    hypermodel_ref: str,
+    study_spec: dict[str, Any] | None,
+    base_dir: str,
+    data: Dataset,
+    task_space: dict[str, Any],
+    params: dict[str, Value],
+) -> tuple[Any, Any]:
+    """The hypermodel (imported, or built from the stored ``[automl]`` spec on ``data``) and the
+    HyperParameters holding ``params``; a parameter the space learnt after they were chosen (first declared by
+    another trial) takes its default, as in Keras Tuner."""
+    if study_spec is not None:
+        hypermodel = study_hypermodel(StudySpec.model_validate(study_spec), base_dir, data)
+    else:
+        hypermodel = load_hypermodel(hypermodel_ref, base_dir)
+    hp = kt.HyperParameters.from_config({"space": task_space["space"], "values": dict(params)})
+    hp.ensure_active_values()
+    return hypermodel, hp
 
 
 def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
@@ -297,14 +329,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
     try:
         keras.utils.set_random_seed(task.seed)
         data = open_dataset(Path(task.data_dir))
-        if task.study_spec is not None:
-            hypermodel = study_hypermodel(StudySpec.model_validate(task.study_spec), task.base_dir, data)
-        else:
-            hypermodel = load_hypermodel(task.hypermodel, task.base_dir)
-        hp = kt.HyperParameters.from_config({"space": task.space["space"], "values": dict(task.params)})
-        # A parameter the space learnt after this trial was queued (first declared by another trial) takes
-        # its default, as in Keras Tuner.
-        hp.ensure_active_values()
+        hypermodel, hp = build_inputs(task.hypermodel, task.study_spec, task.base_dir, data, task.space, task.params)
         if task.cv_folds is not None:
             summary = cross_validate(task, hypermodel, hp, data, task.budget_epochs, stop)
             _report_cross_validation(task, summary, hypermodel.build(hp), conn)
@@ -321,14 +346,15 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
                 conn.send(("restart", f"checkpoint unusable ({exc}); restarted from scratch"))
                 model = hypermodel.build(hp)
                 initial_epoch = 0
-        train, validation = data["train"], data["validation"]
-        fit_kwargs = _fit_kwargs(task, train, task.budget_epochs)
-        fit_kwargs["initial_epoch"] = initial_epoch
-        fit_kwargs["validation_data"] = (
-            (keras_inputs(validation.x), validation.y)
-            if validation.weight is None
-            else (keras_inputs(validation.x), validation.y, validation.weight)
+        fit_kwargs = fit_arguments(
+            data["train"],
+            data["validation"],
+            task.budget_epochs,
+            batch_size=task.batch_size,
+            shuffle=task.shuffle,
+            class_weight=task.class_weight,
         )
+        fit_kwargs["initial_epoch"] = initial_epoch
         fit_kwargs["callbacks"] = [
             *make_callbacks(task.callbacks, task.base_dir),
             *tensorboard_callbacks(task, hp.values),

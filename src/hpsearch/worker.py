@@ -151,6 +151,23 @@ class Worker:
             cached = self.cache[study_id] = _StudyCache(study, spec, data_dir)
         return cached
 
+    def _child_settings(self, cached: _StudyCache) -> dict[str, Any]:
+        """What a trial's and a final job's child both take from the study: hypermodel, data, [fit], K-fold."""
+        spec, study = cached.spec, cached.study
+        return {
+            "space": self.store.study_by_id(study.id).space,  # it grows as trials declare parameters
+            "hypermodel": hypermodel_label(spec),
+            "base_dir": study.base_dir,
+            "data_dir": str(cached.data_dir),
+            "batch_size": spec.fit.batch_size,
+            "shuffle": spec.fit.shuffle,
+            "class_weight": {int(k): v for k, v in spec.fit.class_weight.items()},
+            "callbacks": [{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
+            "cv_folds": spec.search.cv_folds,
+            "cv_repeats": spec.search.cv_repeats,
+            "study_spec": study.spec if spec.automl is not None else None,
+        }
+
     def _task(self, claimed: ClaimedTrial, cached: _StudyCache) -> Any:
         from hpsearch.training import TrialTask
 
@@ -160,10 +177,6 @@ class Worker:
             study_name=study.name,
             number=claimed.number,
             params=claimed.params,
-            space=self.store.study_by_id(study.id).space,
-            hypermodel=hypermodel_label(spec),
-            base_dir=study.base_dir,
-            data_dir=str(cached.data_dir),
             objectives=[o["name"] for o in study.objectives or [{"name": study.objective_name}]],
             budget_epochs=claimed.budget_epochs,
             initial_epoch=claimed.initial_epoch,
@@ -172,16 +185,10 @@ class Worker:
             artifact_root=root,
             resume_from=claimed.checkpoint_uri,
             resume_sha256=claimed.checkpoint_sha256,
-            batch_size=spec.fit.batch_size,
-            shuffle=spec.fit.shuffle,
-            class_weight={int(k): v for k, v in spec.fit.class_weight.items()},
-            callbacks=[{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
             tensorboard_dir=str(artifact_path(root, study.name, "tensorboard", f"trial-{claimed.number}"))
             if spec.run.tensorboard
             else None,
-            cv_folds=spec.search.cv_folds,
-            cv_repeats=spec.search.cv_repeats,
-            study_spec=study.spec if spec.automl is not None else None,
+            **self._child_settings(cached),
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
@@ -359,17 +366,13 @@ class _FinalRun:
         from hpsearch.promote import final_job_dir
 
         study, spec = self.cached.study, self.cached.spec
-        trial = next((t for t in self.store.trials(study.id) if t.id == self.job.trial_id), None)
+        trial = self.store.trial_by_id(self.job.trial_id)
         return FinalTask(
             study_name=study.name,
             job_number=self.job.number,
-            trial_number=trial.number if trial else -1,
+            trial_number=trial.number,
             params=self.job.params,
-            space=self.store.study_by_id(study.id).space,
-            hypermodel=hypermodel_label(spec),
             data=spec.study.data,
-            base_dir=study.base_dir,
-            data_dir=str(self.cached.data_dir),
             objective=study.objective_name,
             direction=study.direction,
             train_on=self.job.train_on,
@@ -377,18 +380,12 @@ class _FinalRun:
             patience=self.job.patience,
             seed=self.job.seed,
             output_dir=str(final_job_dir(study, self.job)),
-            batch_size=spec.fit.batch_size,
-            shuffle=spec.fit.shuffle,
-            class_weight={int(k): v for k, v in spec.fit.class_weight.items()},
-            callbacks=[{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
             thresholds=list(spec.promote.thresholds),
             slices=[list(s) for s in spec.promote.slices],
             task=spec.promote.task,
             formats=list(spec.promote.formats),
-            cv_folds=spec.search.cv_folds,
-            cv_repeats=spec.search.cv_repeats,
-            trial_best_epoch=(trial.best_epoch or trial.epochs_done) if trial else self.job.epochs,
-            study_spec=study.spec if spec.automl is not None else None,
+            trial_best_epoch=trial.best_epoch or trial.epochs_done,
+            **self.worker._child_settings(self.cached),
         )
 
     def run(self, task: Any) -> None:

@@ -383,23 +383,11 @@ class Store:
     ) -> bool:
         """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far, with
         every objective's value at that epoch. Returns False when the worker no longer owns the trial."""
-        rows = [
-            {
-                "trial_id": trial_id,
-                "epoch": epoch,
-                "name": name,
-                "value": _finite_or_none(float(value)),
-                "recorded_at": utcnow(),
-            }
-            for name, value in logs.items()
-        ]
         with self.session() as session:
             trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
             if trial is None:
                 return False
-            if rows:
-                insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-                session.execute(insert(TrialMetric).values(rows).on_conflict_do_nothing())
+            self._add_metrics(session, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
             trial.epochs_done = max(trial.epochs_done, epoch)
             value = logs.get(objective)
             if value is not None and math.isfinite(value) and _better(direction, value, trial.objective):
@@ -627,20 +615,11 @@ class Store:
             return bool(renewed.rowcount)
 
     def record_final_epoch(self, job_id: int, worker_id: int, epoch: int, logs: Mapping[str, float]) -> bool:
-        rows = [
-            {"final_job_id": job_id, "epoch": epoch, "name": name, "value": _finite_or_none(float(value))}
-            for name, value in logs.items()
-        ]
         with self.session() as session:
             job = session.scalar(select(FinalJob).where(self._owns_job(job_id, worker_id)).with_for_update())
             if job is None:
                 return False
-            if rows:
-                insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-                now = utcnow()
-                session.execute(
-                    insert(FinalJobMetric).values([{**r, "recorded_at": now} for r in rows]).on_conflict_do_nothing()
-                )
+            self._add_metrics(session, FinalJobMetric, {"final_job_id": job_id, "epoch": epoch}, logs)
             job.epochs_done = max(job.epochs_done, epoch)
             return True
 
@@ -665,7 +644,7 @@ class Store:
                 return False
             for table in (FinalClassMetric, FinalSliceMetric):
                 session.execute(delete(table).where(table.final_job_id == job_id))
-            session.execute(delete(Artifact).where(Artifact.final_job_id == job_id, Artifact.kind != "backup"))
+            session.execute(delete(Artifact).where(Artifact.final_job_id == job_id))
             session.add_all(FinalClassMetric(final_job_id=job_id, **row) for row in class_rows)
             session.add_all(FinalSliceMetric(final_job_id=job_id, **row) for row in slice_rows)
             for artifact in artifacts:
@@ -734,12 +713,8 @@ class Store:
             return list(classes), list(slices)
 
     def final_metrics(self, job_id: int) -> dict[int, dict[str, float | None]]:
-        query = select(FinalJobMetric).where(FinalJobMetric.final_job_id == job_id).order_by(FinalJobMetric.epoch)
-        curve: dict[int, dict[str, float | None]] = {}
-        with self.session() as session:
-            for row in session.scalars(query):
-                curve.setdefault(row.epoch, {})[row.name] = row.value
-        return curve
+        query = select(FinalJobMetric).where(FinalJobMetric.final_job_id == job_id)
+        return self._curve(query.order_by(FinalJobMetric.epoch))
 
     # --- workers -------------------------------------------------------------------------------------
 
@@ -799,13 +774,31 @@ class Store:
         usable = [t for t in completed if t.state == TrialState.COMPLETED]
         return usable[0] if usable else None
 
+    def trial_by_id(self, trial_id: int) -> Trial:
+        with self.session() as session:
+            return session.get_one(Trial, trial_id)
+
     def metrics(self, trial_id: int) -> dict[int, dict[str, float | None]]:
-        query = select(TrialMetric).where(TrialMetric.trial_id == trial_id).order_by(TrialMetric.epoch)
+        return self._curve(select(TrialMetric).where(TrialMetric.trial_id == trial_id).order_by(TrialMetric.epoch))
+
+    def _curve(self, query: Any) -> dict[int, dict[str, float | None]]:
+        """Metric rows (trial_metrics or final_job_metrics, ordered by epoch) as {epoch: {name: value}}."""
         curve: dict[int, dict[str, float | None]] = {}
         with self.session() as session:
             for row in session.scalars(query):
                 curve.setdefault(row.epoch, {})[row.name] = row.value
         return curve
+
+    def _add_metrics(self, session: Session, table: Any, owner: dict[str, int], logs: Mapping[str, float]) -> None:
+        """One epoch's logs as metric rows of ``owner``; a row already there is kept (writes are idempotent)."""
+        now = utcnow()
+        rows = [
+            {**owner, "name": name, "value": _finite_or_none(float(value)), "recorded_at": now}
+            for name, value in logs.items()
+        ]
+        if rows:
+            insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+            session.execute(insert(table).values(rows).on_conflict_do_nothing())
 
 
 def claim_query(study_id: int | None = None) -> Any:
