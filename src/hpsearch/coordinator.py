@@ -22,6 +22,7 @@ from hpsearch.study import study_context
 log = logging.getLogger("hpsearch.coordinator")
 
 LIVE_WORKER_SECONDS = 30.0
+HOUSEKEEPING_SECONDS = 1.0
 
 
 def _epochs_committed(history: Sequence[TrialView]) -> int:
@@ -82,6 +83,8 @@ class Coordinator:
         self.lease_seconds = lease_seconds
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._histories: dict[int, _History] = {}
+        self._checked_at = -float("inf")  # last lease expiry and live-worker count (monotonic clock)
+        self._live_workers = 0
 
     def history(self, study_id: int, with_curves: bool) -> list[TrialView]:
         """The study's trials, read incrementally (see _History)."""
@@ -100,11 +103,16 @@ class Coordinator:
         """One pass over every running study whose lease this coordinator holds; returns the running
         studies (held or not)."""
         studies = self.running_studies()
-        if studies:
-            expired = self.store.expire_leases({s.id: s.spec["search"]["max_retries"] for s in studies})
-            if expired:
-                log.warning("%d trial leases expired; trials re-queued", expired)
-        target = max(1, self.store.live_workers(LIVE_WORKER_SECONDS)) + self.prefetch
+        # Leases last seconds and workers count as live for 30 s: checking both once a second is enough,
+        # and keeps a fast tick loop (many trials a second) from repeating them.
+        if time.monotonic() - self._checked_at >= HOUSEKEEPING_SECONDS:
+            self._checked_at = time.monotonic()
+            if studies:
+                expired = self.store.expire_leases({s.id: s.spec["search"]["max_retries"] for s in studies})
+                if expired:
+                    log.warning("%d trial leases expired; trials re-queued", expired)
+            self._live_workers = self.store.live_workers(LIVE_WORKER_SECONDS)
+        target = max(1, self._live_workers) + self.prefetch
         running = []
         for study in studies:
             if not self.store.hold_coordinator_lease(study.id, self.name, self.lease_seconds):
@@ -126,8 +134,8 @@ class Coordinator:
         return running
 
     def step(self, study: Study, target_queued: int) -> bool:
-        """Plan trials for one study; returns False when the study has ended."""
-        study = self.store.study_by_id(study.id)  # the space may have grown (parameters declared in fit)
+        """Plan trials for one study, as just read from the database (its space may have grown: parameters
+        declared in fit); returns False when the study has ended."""
         search = study.spec["search"]
         limit = search["max_consecutive_failures"]
         failures = self.store.consecutive_failures(study.id, up_to=limit)

@@ -27,6 +27,9 @@ from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, FinalJob, Study
 
 log = logging.getLogger("hpsearch.worker")
+# An idle worker marks itself alive this often (the coordinator counts workers seen within 30 s), not at
+# every empty poll: idle polls of many workers would otherwise load the database for nothing.
+ALIVE_SECONDS = 5.0
 
 
 @dataclass
@@ -102,7 +105,7 @@ class Worker:
         self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu)
         log.info("worker %s started", self.name)
         ran = 0
-        idle_since = time.monotonic()
+        idle_since = alive_at = time.monotonic()
         try:
             while self.max_trials is None or ran < self.max_trials:
                 if self.final_job is not None:
@@ -119,14 +122,16 @@ class Worker:
                     idle_since = time.monotonic()
                     continue
                 if claimed is None:
-                    self.store.worker_alive(self.id, "IDLE")
+                    if time.monotonic() - alive_at >= ALIVE_SECONDS:  # a claim marks it alive too
+                        self.store.worker_alive(self.id, "IDLE")
+                        alive_at = time.monotonic()
                     if self._should_exit_idle(idle_since):
                         break
                     time.sleep(self.poll_seconds)
                     continue
                 self.run_trial(claimed)
                 ran += 1
-                idle_since = time.monotonic()
+                idle_since = alive_at = time.monotonic()
         finally:
             self.store.worker_stopped(self.id)
             shutil.rmtree(self.scratch, ignore_errors=True)
@@ -137,8 +142,7 @@ class Worker:
         if self.idle_timeout is not None and time.monotonic() - idle_since >= self.idle_timeout:
             return True
         if self.exit_when_done and self.study_id is not None:
-            study = self.store.study_by_id(self.study_id)
-            return study.state != StudyState.RUNNING
+            return self.store.study_state(self.study_id) != StudyState.RUNNING
         return False
 
     def _study(self, study_id: int) -> _StudyCache:

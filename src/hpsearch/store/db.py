@@ -65,9 +65,10 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": 60})
             _configure_sqlite(engine)
         else:
+            # No pre-ping (a round trip per transaction): a connection the server dropped fails its first
+            # statement, SQLAlchemy then discards the pool, and Store methods retry on a fresh connection.
             engine = create_engine(
                 parsed,
-                pool_pre_ping=True,
                 pool_size=2,
                 max_overflow=4,
                 connect_args={"connect_timeout": 10, "application_name": "hpsearch"},

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import JSON, Engine, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -142,6 +142,10 @@ class Store:
     def study_by_id(self, study_id: int) -> Study:
         with self.session() as session:
             return session.get_one(Study, study_id)
+
+    def study_state(self, study_id: int) -> str:
+        with self.session() as session:
+            return session.scalars(select(Study.state).where(Study.id == study_id)).one()
 
     def set_study_state(self, study_id: int, state: StudyState, message: str | None = None) -> None:
         with self.session() as session:
@@ -301,19 +305,21 @@ class Store:
         """
         now = utcnow()
         with self.session() as session:
-            trial = session.scalar(claim_query(study_id))
-            if trial is None:
+            row = session.execute(claim_query(study_id)).first()
+            if row is None:
                 return None
-            study = session.get_one(Study, trial.study_id)
+            trial, study_name, run = row
             trial.state = TrialState.RUNNING
             trial.worker_id = worker_id
-            trial.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
-            trial.started_at = trial.started_at or now
+            trial.lease_expires_at = now + timedelta(seconds=run["lease_seconds"])
             trial.stop_requested = False
             # Resume from the trial's own last checkpoint (an earlier attempt died), else from the parent's
-            # (a promotion: Hyperband, ASHA), else start at epoch 0.
+            # (a promotion: Hyperband, ASHA), else start at epoch 0. A trial never claimed before has no
+            # attempts and no checkpoint of its own: its first claim skips those two lookups.
+            claimed_before = trial.started_at is not None
+            trial.started_at = trial.started_at or now
             checkpoint = None
-            for source_id in (trial.id, trial.parent_trial_id):
+            for source_id in (trial.id if claimed_before else None, trial.parent_trial_id):
                 if source_id is not None and checkpoint is None:
                     checkpoint = session.scalar(
                         select(Artifact)
@@ -322,7 +328,9 @@ class Store:
                         .limit(1)
                     )
             start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
-            attempts = session.scalar(select(func.count()).where(TrialAttempt.trial_id == trial.id)) or 0
+            attempts = 0
+            if claimed_before:
+                attempts = session.scalar(select(func.count()).where(TrialAttempt.trial_id == trial.id)) or 0
             if checkpoint is None and trial.parent_trial_id is not None:
                 note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {trial.initial_epoch}"
                 trial.error = f"{trial.error}\n{note}" if trial.error else note
@@ -339,7 +347,7 @@ class Store:
             return ClaimedTrial(
                 trial_id=trial.id,
                 study_id=trial.study_id,
-                study_name=study.name,
+                study_name=study_name,
                 number=trial.number,
                 params=dict(trial.params),
                 budget_epochs=trial.budget_epochs,
@@ -356,20 +364,20 @@ class Store:
         """Renew the lease. ``lost``: another worker owns the trial now; ``stop``: the strategy stops (prunes)
         it; ``pause``: its study was stopped, so the trial goes back to the queue to resume later."""
         now = utcnow()
+        study_state = select(Study.state).where(Study.id == Trial.study_id).scalar_subquery()
         with self.session() as session:
             renewed = session.execute(
                 update(Trial)
                 .where(self._owned(trial_id, worker_id))
                 .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-                .returning(Trial.stop_requested, Trial.study_id)
+                .returning(Trial.stop_requested, study_state)
             ).first()
             session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now))
-            if renewed is None:
-                return "lost"
-            study_state = session.scalar(select(Study.state).where(Study.id == renewed.study_id))
-        if renewed.stop_requested:
+        if renewed is None:
+            return "lost"
+        if renewed[0]:
             return "stop"
-        return "pause" if study_state != StudyState.RUNNING else "continue"
+        return "pause" if renewed[1] != StudyState.RUNNING else "continue"
 
     def record_epoch(
         self,
@@ -383,20 +391,29 @@ class Store:
     ) -> bool:
         """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far, with
         every objective's value at that epoch. Returns False when the worker no longer owns the trial."""
+        changes: dict[str, Any] = {"epochs_done": case((Trial.epochs_done < epoch, epoch), else_=Trial.epochs_done)}
+        value = logs.get(objective)
+        if value is not None and math.isfinite(value):
+            better = or_(
+                Trial.objective.is_(None), Trial.objective > value if direction == "min" else Trial.objective < value
+            )
+            others = [logs.get(name) for name in other_objectives]
+            values = [float(value), *(_finite_or_none(v) if v is not None else None for v in others)]
+            changes |= {
+                "objective": case((better, float(value)), else_=Trial.objective),
+                "best_epoch": case((better, epoch), else_=Trial.best_epoch),
+                "objective_values": case(
+                    (better, bindparam("values", values, type_=JSON)), else_=Trial.objective_values
+                ),
+            }
         with self.session() as session:
-            trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
-            if trial is None:
+            # One UPDATE (row lock, epoch count, best objective compared in SQL) and one INSERT per epoch.
+            owned = session.execute(
+                update(Trial).where(self._owned(trial_id, worker_id)).values(changes).returning(Trial.id)
+            ).first()
+            if owned is None:
                 return False
             self._add_metrics(session, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
-            trial.epochs_done = max(trial.epochs_done, epoch)
-            value = logs.get(objective)
-            if value is not None and math.isfinite(value) and _better(direction, value, trial.objective):
-                trial.objective, trial.best_epoch = float(value), epoch
-                others = [logs.get(name) for name in other_objectives]
-                trial.objective_values = [
-                    float(value),
-                    *(_finite_or_none(v) if v is not None else None for v in others),
-                ]
             return True
 
     def record_checkpoint(self, checkpoint: Artifact) -> str | None:
@@ -802,9 +819,10 @@ class Store:
 
 
 def claim_query(study_id: int | None = None) -> Any:
-    """The oldest QUEUED trial of a RUNNING study (of ``study_id``), locked; ix_trials_claim serves it."""
+    """The oldest QUEUED trial of a RUNNING study (of ``study_id``), locked, with its study's name and
+    [run] settings (one round trip); ix_trials_claim / ix_trials_state_id serve it."""
     query = (
-        select(Trial)
+        select(Trial, Study.name, Study.spec["run"])
         .join(Study, Study.id == Trial.study_id)
         .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
         .order_by(Trial.id)

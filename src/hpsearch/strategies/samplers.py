@@ -161,6 +161,25 @@ class OptunaSampler:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         seed = random.Random(f"{context.seed}:{len(history)}").randrange(2**31)
+        directions = context.directions or (context.direction,)
+        distributions = {p.name: distribution(p) for p in context.space.params if p.kind != "fixed"}
+
+        def known(params: dict[str, Value]) -> dict[str, Value]:
+            return {k: v for k, v in params.items() if k in distributions}
+
+        observed = []
+        for trial in self._observed(history, context.direction):
+            scores = trial.values if len(directions) > 1 else (trial.objective,)
+            if scores is None or len(scores) != len(directions) or any(v is None for v in scores):
+                continue  # a trial that never logged every objective teaches the model nothing
+            observed.append((known(trial.params), list(scores)))
+        pending = [known(t.params) for t in history if not t.finished and t.parent_number is None]
+        pending += [known(p) for p in planned]
+        # TPE's group decomposition matters only when trials differ in which parameters they have
+        # (conditional parameters, or a space that grew); with one group it samples the same, slower.
+        grouped = any(len(params) != len(distributions) for params, _ in observed) or any(
+            len(params) != len(distributions) for params in pending
+        )
         if self.kind == "bayesian":
             sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(
                 seed=seed, n_startup_trials=0, deterministic_objective=False
@@ -169,30 +188,18 @@ class OptunaSampler:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group= (conditional spaces)
                 sampler = optuna.samplers.TPESampler(
-                    seed=seed, n_startup_trials=0, multivariate=True, group=True, constant_liar=True
+                    seed=seed, n_startup_trials=0, multivariate=True, group=grouped, constant_liar=True
                 )
-        directions = context.directions or (context.direction,)
         study = optuna.create_study(
             directions=["maximize" if d == "max" else "minimize" for d in directions], sampler=sampler
         )
-        distributions = {p.name: distribution(p) for p in context.space.params if p.kind != "fixed"}
-
-        def known(params: dict[str, Value]) -> dict[str, Value]:
-            return {k: v for k, v in params.items() if k in distributions}
-
-        for trial in self._observed(history, context.direction):
-            values = trial.values if len(directions) > 1 else (trial.objective,)
-            if values is None or len(values) != len(directions) or any(v is None for v in values):
-                continue  # a trial that never logged every objective teaches the model nothing
-            params = known(trial.params)
+        for params, scores in observed:
             study.add_trial(
                 optuna.trial.create_trial(
-                    params=params, distributions={k: distributions[k] for k in params}, values=list(values)
+                    params=params, distributions={k: distributions[k] for k in params}, values=scores
                 )
             )
-        pending = [t.params for t in history if not t.finished and t.parent_number is None] + planned
-        for params_pending in pending:
-            params = known(params_pending)
+        for params in pending:
             study.add_trial(
                 optuna.trial.create_trial(
                     state=optuna.trial.TrialState.RUNNING,
