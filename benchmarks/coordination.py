@@ -8,6 +8,8 @@ report of every epoch, finish) against the real coordinator (TPE sampler); only 
 each trial reports 3 epochs of a synthetic objective at once. The same workload then runs through Optuna's
 RDB storage on the same PostgreSQL server in the same invocation: each of the same number of worker
 processes loops ``ask``, 3 x ``trial.report``, ``tell`` with Optuna's TPE (the same settings hpsearch uses).
+Every process (workers, coordinator) imports its libraries and connects first; all start together at a
+barrier, so the figures measure coordination, not start-up.
 
 Printed per run: end-to-end trials/s; p50 and p99 latency of a claim (Optuna: ask) and of one epoch report;
 and the per-trial coordination time around trials 100, 1,000 and 10,000 (median over the 100 trials around
@@ -176,7 +178,7 @@ def _timed(samples: list[tuple[Any, float]], method: Any, key: Any = None) -> An
     return wrapper
 
 
-def hpsearch_worker(url: str, study: str, poll: float, queue: Any) -> None:
+def hpsearch_worker(url: str, study: str, poll: float, queue: Any, ready: Any) -> None:
     """The real worker loop; ``run_trial`` reports EPOCHS epochs instead of training."""
     from hpsearch.store import Store, TrialState
     from hpsearch.store.db import make_engine
@@ -205,15 +207,18 @@ def hpsearch_worker(url: str, study: str, poll: float, queue: Any) -> None:
             row.update(worker=time.perf_counter() - begin + row["claim"], reports=reports, end=time.time())
             trials.append(row)
 
-    SimulatedWorker(store, study=study, exit_when_done=True, poll_seconds=poll).run()
+    worker = SimulatedWorker(store, study=study, exit_when_done=True, poll_seconds=poll)
+    ready.wait()  # every process has imported and connected: the run measures coordination, not start-up
+    worker.run()
     store.engine.dispose()
     queue.put(("worker", trials))
 
 
-def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue: Any) -> None:
+def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue: Any, ready: Any) -> None:
     from hpsearch.coordinator import Coordinator
     from hpsearch.store import Store
     from hpsearch.store.db import make_engine
+    from hpsearch.strategies import make_strategy
 
     store = Store(make_engine(url))
     queued: list[int] = []
@@ -226,7 +231,9 @@ def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue
 
     store.add_trials = add_trials  # type: ignore[method-assign]
     coordinator = Coordinator(store, [study], poll_seconds=poll, prefetch=prefetch)
+    make_strategy(store.study(study).spec["search"]).prepare()
     ticks: list[tuple[list[int], float]] = []
+    ready.wait()
     while True:
         start = time.perf_counter()
         running = coordinator.tick()
@@ -245,9 +252,10 @@ def run_hpsearch(
     study = create_study(url, trials, start_at)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    processes = [context.Process(target=hpsearch_coordinator, args=(url, study, poll, prefetch, queue))]
+    ready = context.Barrier(workers + 1)
+    processes = [context.Process(target=hpsearch_coordinator, args=(url, study, poll, prefetch, queue, ready))]
     processes += [
-        context.Process(target=hpsearch_worker, args=(url, study, worker_poll, queue)) for _ in range(workers)
+        context.Process(target=hpsearch_worker, args=(url, study, worker_poll, queue, ready)) for _ in range(workers)
     ]
     for process in processes:
         process.start()
@@ -301,11 +309,12 @@ def optuna_distributions() -> dict[str, Any]:
     }
 
 
-def optuna_worker(url: str, index: int, trials: int, counter: Any, queue: Any) -> None:
+def optuna_worker(url: str, index: int, trials: int, counter: Any, queue: Any, ready: Any) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="bench", storage=url, sampler=optuna_sampler(index))
+    ready.wait()
     rows = []
     while True:
         with counter.get_lock():
@@ -353,8 +362,10 @@ def run_optuna(url: str, trials: int, workers: int, start_at: int) -> dict[str, 
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     counter = context.Value("i", start_at)
+    ready = context.Barrier(workers)
     processes = [
-        context.Process(target=optuna_worker, args=(url, index, trials, counter, queue)) for index in range(workers)
+        context.Process(target=optuna_worker, args=(url, index, trials, counter, queue, ready))
+        for index in range(workers)
     ]
     for process in processes:
         process.start()

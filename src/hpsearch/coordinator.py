@@ -145,6 +145,8 @@ class Coordinator:
             log.error("study %s failed: %s", study.name, message)
             return False
         strategy = make_strategy(search)
+        if study.id not in self._histories:
+            strategy.prepare()
         history = self.history(study.id, with_curves=strategy.needs_curves)
         context = study_context(study)
         running = [t.number for t in history if t.state == TrialState.RUNNING]

@@ -32,6 +32,12 @@ class Strategy:
         """Whether ``to_stop`` reads the trials' learning curves (loading them costs a query)."""
         return isinstance(self.scheduler, MedianStopping)
 
+    def prepare(self) -> None:
+        """Import what planning needs (Optuna, scipy: seconds) before the first trial, not while workers wait."""
+        sampler = self.sampler.inner if isinstance(self.sampler, SeededSampler) else self.sampler
+        if isinstance(sampler, OptunaSampler):
+            sampler.prepare()
+
     def plan(self, context: StudyContext, history: Sequence[TrialView], slots: int) -> list[NewTrial]:
         return self.scheduler.plan(context, history, self.sampler, slots)
 

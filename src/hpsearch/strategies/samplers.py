@@ -117,6 +117,10 @@ class OptunaSampler:
             out += self._model_based(context, history, out, remaining)
         return out
 
+    def prepare(self) -> None:
+        import optuna  # noqa: F401
+        from scipy.stats import qmc  # noqa: F401
+
     def _sobol(self, context: StudyContext, index: int) -> dict[str, Value]:
         from scipy.stats import qmc
 
@@ -195,16 +199,20 @@ class OptunaSampler:
         )
         for params, scores in observed:
             study.add_trial(
-                optuna.trial.create_trial(
-                    params=params, distributions={k: distributions[k] for k in params}, values=scores
+                _owned(
+                    optuna.trial.create_trial(
+                        params=params, distributions={k: distributions[k] for k in params}, values=scores
+                    )
                 )
             )
         for params in pending:
             study.add_trial(
-                optuna.trial.create_trial(
-                    state=optuna.trial.TrialState.RUNNING,
-                    params=params,
-                    distributions={k: distributions[k] for k in params},
+                _owned(
+                    optuna.trial.create_trial(
+                        state=optuna.trial.TrialState.RUNNING,
+                        params=params,
+                        distributions={k: distributions[k] for k in params},
+                    )
                 )
             )
         out: list[dict[str, Value]] = []
@@ -220,6 +228,25 @@ class OptunaSampler:
                     values[param.name] = trial._suggest(param.name, distributions[param.name])
             out.append(values)
         return out
+
+
+def _owned(trial: Any) -> Any:
+    """The FrozenTrial as one Optuna's in-memory storage keeps without a deep copy. The storage copies every
+    trial it is given (as long as the sampling itself at a window of 200); these are built for one call and
+    never reused, so the copy protects nothing."""
+    global _OwnedTrial
+    if _OwnedTrial is None:
+        from optuna.trial import FrozenTrial
+
+        class _OwnedTrial(FrozenTrial):  # type: ignore[no-redef]
+            def __deepcopy__(self, memo: dict[int, Any]) -> FrozenTrial:
+                return self
+
+    trial.__class__ = _OwnedTrial
+    return trial
+
+
+_OwnedTrial: Any = None
 
 
 def distribution(param: Param) -> Any:
