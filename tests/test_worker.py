@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from hpsearch.coordinator import Coordinator
 from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Artifact
+from hpsearch.store.models import Artifact, TrialMetric
 from hpsearch.study import create_study
 from hpsearch.training import sha256_of
 from hpsearch.worker import Worker
@@ -52,6 +53,16 @@ def build_slow(hp):
 
     if multiprocessing.current_process().name != "MainProcess":
         time.sleep(60)
+    return build_model(hp)
+
+
+def build_slow_exit(hp):
+    import multiprocessing
+    import time
+    from multiprocessing import util
+
+    if multiprocessing.current_process().name != "MainProcess":
+        util.Finalize(None, time.sleep, args=(3,), exitpriority=0)  # runs as the trial's process exits
     return build_model(hp)
 
 
@@ -135,6 +146,25 @@ def test_a_killed_trial_resumes_from_its_last_checkpoint(store: Store, tmp_path:
     # The kill comes from a user callback, which runs before hpsearch's reporter: epoch index 1 ended
     # without a checkpoint, so the second attempt resumed from the checkpoint after epoch index 0.
     assert Path(f"{marker}.log").read_text().split() == ["0", "1", "1", "2", "3"]
+
+
+def test_a_trial_is_finished_when_it_reports_and_its_process_is_reaped_later(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, build="build_slow_exit", max_trials=2, max_epochs=1)
+    start = time.monotonic()
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    # The worker waited for the last process's 3-second exit before it stopped...
+    assert time.monotonic() - start >= 3
+    with store.session() as session:
+        reported = dict(
+            session.execute(
+                select(TrialMetric.trial_id, func.max(TrialMetric.recorded_at)).group_by(TrialMetric.trial_id)
+            ).all()
+        )
+    # ...but recorded each trial as finished without waiting for its process to exit.
+    for trial in store.trials(store.study("tiny").id):
+        assert trial.state == TrialState.COMPLETED
+        assert trial.finished_at is not None
+        assert (trial.finished_at - reported[trial.id]).total_seconds() < 2.5
 
 
 @pytest.mark.parametrize(

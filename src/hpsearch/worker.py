@@ -79,6 +79,7 @@ class Worker:
         self.name = ""
         self.id = -1
         self._context: Any = None
+        self.exiting: list[Any] = []  # children that reported their result and are still exiting
 
     def _process_context(self) -> Any:
         if self._context is None:
@@ -133,10 +134,20 @@ class Worker:
                 ran += 1
                 idle_since = alive_at = time.monotonic()
         finally:
+            self.reap_exited()
             self.store.worker_stopped(self.id)
             shutil.rmtree(self.scratch, ignore_errors=True)
             log.info("worker %s stopped after %d trials", self.name, ran)
         return ran
+
+    def reap_exited(self, timeout: float = 30.0) -> None:
+        """Wait for children that reported their result to exit; kill one that hangs on its way out."""
+        for child in self.exiting:
+            child.join(timeout)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        self.exiting = []
 
     def _should_exit_idle(self, idle_since: float) -> bool:
         if self.idle_timeout is not None and time.monotonic() - idle_since >= self.idle_timeout:
@@ -250,6 +261,7 @@ class _TrialRun:
         self.extra_params: dict[str, Any] = {}
         self.stopped_by_request = False
         self.paused = False
+        self.reported = False  # the child sent its result ("done" or "failed")
 
     def run(self) -> None:
         from hpsearch.training import run_trial
@@ -260,10 +272,14 @@ class _TrialRun:
         child = context.Process(target=run_trial, args=(self.task, sender, stop))
         child.start()
         sender.close()
+        self.worker.reap_exited()
         try:
             self._follow(child, receiver, stop)
         finally:
-            if child.is_alive():
+            if self.reported:
+                # It sent its result: its exit (TensorFlow's teardown) overlaps the next trial's start.
+                self.worker.exiting.append(child)
+            elif child.is_alive():
                 child.kill()
                 child.join()
 
@@ -285,6 +301,8 @@ class _TrialRun:
                 except EOFError:
                     break
                 lost = not self._handle(message)
+                if self.reported:
+                    break
             elif not child.is_alive() and not receiver.poll(0):
                 break
             if time.monotonic() >= next_beat:
@@ -301,7 +319,8 @@ class _TrialRun:
             child.kill()
             child.join()
             return
-        child.join()
+        if not self.reported:
+            child.join()  # its exit code says why it ended
         if self.paused:
             self.store.release(self.claimed.trial_id, self.worker.id)
             return
@@ -347,9 +366,9 @@ class _TrialRun:
             _, values, space_entries = message
             self.extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
             self.store.extend_space(study.id, space_entries)
-            self.outcome = (TrialState.COMPLETED, None)
+            self.outcome, self.reported = (TrialState.COMPLETED, None), True
         elif kind == "failed":
-            self.outcome = (TrialState.FAILED, message[1])
+            self.outcome, self.reported = (TrialState.FAILED, message[1]), True
         elif kind == "restart":
             log.warning("trial %d: %s", self.claimed.number, message[1])
             self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, message[1])
