@@ -26,10 +26,14 @@ def log_event(event: str, **fields: Any) -> None:
 
 
 class _Timer(keras.callbacks.Callback):
-    """First in the callback list: its epoch end is logged before any checkpoint or report is written."""
+    """First in the callback list: its epoch end is logged before any checkpoint or report is written, and
+    the next epoch's begin after them (the gap is the per-epoch checkpoint and report)."""
 
     def on_train_begin(self, logs: Any = None) -> None:
         log_event("train_begin")
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        log_event("epoch_begin", epoch=epoch + 1)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         log_event("epoch_end", epoch=epoch + 1)

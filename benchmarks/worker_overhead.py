@@ -8,7 +8,8 @@ search) on the same data, one trial at a time, in one invocation. The hypermodel
 (build start/end, fit start, train begin, epoch end) and the benchmark wraps hpsearch's claim and finish, so
 the split below is measured, not estimated:
 
-- training: Keras ``fit`` from ``on_train_begin`` to the last ``on_epoch_end`` (graph tracing included);
+- training: Keras ``fit`` from ``on_train_begin`` to the last ``on_epoch_end`` (graph tracing included),
+  less the time between one epoch's end and the next one's begin (checkpoint and report, counted apart);
 - everything else is overhead: hpsearch = claim, child start (task, fork, imports), build, data (open the
   memory-mapped arrays, check the model), fit set-up, checkpoint + report + finish, the loop between trials,
   and the first trial's one-time data load; Keras Tuner = the same phases in its own process (oracle,
@@ -58,6 +59,7 @@ batch_size = 128
 
 [run]
 workers = 1
+checkpoint_seconds = {checkpoint_seconds}
 """
 
 
@@ -72,14 +74,18 @@ def per_trial(events: list[dict[str, Any]]) -> list[dict[str, float]]:
     trials: list[dict[str, float]] = []
     for event in events:
         if event["event"] == "build_start":
-            trials.append({})
+            trials.append({"between_epochs": 0.0})
         if trials:
             name = event["event"]
+            if name == "epoch_begin" and "epoch_end" in trials[-1]:
+                # From one epoch's end to the next one's begin: the callbacks after the timer (checkpoint,
+                # report; Keras Tuner's checkpoint and oracle update) between two epochs of one fit.
+                trials[-1]["between_epochs"] += event["t"] - trials[-1]["epoch_end"]
             trials[-1][name] = event["t"]  # epoch_end keeps the last epoch's
     return trials
 
 
-def run_hpsearch(workdir: Path, trials: int, epochs: int) -> dict[str, Any]:
+def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: float) -> dict[str, Any]:
     from hpsearch.coordinator import Coordinator
     from hpsearch.store import open_store
     from hpsearch.study import create_study
@@ -89,7 +95,7 @@ def run_hpsearch(workdir: Path, trials: int, epochs: int) -> dict[str, Any]:
     os.environ["HPSEARCH_BENCH_TIMINGS"] = str(timings)
     workdir.mkdir()
     path = workdir / "overhead.toml"
-    path.write_text(STUDY.format(trials=trials, epochs=epochs, here=HERE))
+    path.write_text(STUDY.format(trials=trials, epochs=epochs, here=HERE, checkpoint_seconds=checkpoint_seconds))
     store = open_store(f"sqlite:///{workdir / 'hpsearch.db'}", create=True)
     study, _ = create_study(store, path, artifact_root=workdir / "artifacts")
     Coordinator(store, [study.name]).step(study, target_queued=trials)  # every trial queued up front
@@ -140,7 +146,8 @@ def run_hpsearch(workdir: Path, trials: int, epochs: int) -> dict[str, Any]:
         phases["build"] += row["build_end"] - row["build_start"]
         phases["data + check (memory-mapped)"] += row["fit_start"] - row["build_end"]
         phases["fit set-up"] += row["train_begin"] - row["fit_start"]
-        phases["training"] += row["epoch_end"] - row["train_begin"]
+        phases["training"] += row["epoch_end"] - row["train_begin"] - row["between_epochs"]
+        phases["checkpoint + report between epochs"] += row["between_epochs"]
         phases["checkpoint + report + finish"] += finished - row["epoch_end"]
     phases["first trial's data load (once)"] = first_load[0] if first_load else 0.0
     phases["child start (task, fork, imports)"] -= phases["first trial's data load (once)"]
@@ -187,8 +194,9 @@ def run_keras_tuner(workdir: Path, trials: int, epochs: int) -> dict[str, Any]:
         phases["oracle + loop before build"] += row["build_start"] - previous_end
         phases["build"] += row["build_end"] - row["build_start"]
         phases["fit set-up"] += row["train_begin"] - row["fit_start"] + row["fit_start"] - row["build_end"]
-        phases["training"] += row["epoch_end"] - row["train_begin"]
-        phases["checkpoint + oracle update (after the epoch)"] += row["fit_end"] - row["epoch_end"]
+        phases["training"] += row["epoch_end"] - row["train_begin"] - row["between_epochs"]
+        phases["checkpoint + oracle update between epochs"] += row["between_epochs"]
+        phases["checkpoint + oracle update (after the last epoch)"] += row["fit_end"] - row["epoch_end"]
         previous_end = row["fit_end"]
     phases["after the last trial"] = start + wall + discovery - previous_end
     extra = f"space discovery build before the first trial, left out: {discovery:.2f}s"
@@ -212,14 +220,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=0.0,
+        help="hpsearch's [run] checkpoint_seconds (0, the default: a checkpoint after every epoch)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"# worker overhead benchmark, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f}")
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     print(f"{args.trials} trials x {args.epochs} epoch(s), MNIST-5k MLP (studies/mnist_mlp.py), batch 128, CPU")
+    print(f"hpsearch [run] checkpoint_seconds = {args.checkpoint_seconds:g}")
     with tempfile.TemporaryDirectory(prefix="hpsearch-overhead-") as directory:
-        ours = run_hpsearch(Path(directory) / "hp", args.trials, args.epochs)
+        ours = run_hpsearch(Path(directory) / "hp", args.trials, args.epochs, args.checkpoint_seconds)
         theirs = run_keras_tuner(Path(directory) / "kt", args.trials, args.epochs)
     share_ours = report("hpsearch worker (fork server child per trial, SQLite)", ours, args.trials)
     share_theirs = report("Keras Tuner RandomSearch (in process)", theirs, args.trials)

@@ -88,6 +88,18 @@ class KillOnceAtEpoch(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class StopAfterEpoch(keras.callbacks.Callback):
+    """Ends training after ``epoch`` (0-based), as EarlyStopping does."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.stop_training = True
+
+
 class CorruptCheckpointAndKillOnce(KillOnceAtEpoch):
     """As KillOnceAtEpoch, and first damages the checkpoint the next attempt would resume from."""
 
@@ -165,6 +177,42 @@ def test_a_trial_is_finished_when_it_reports_and_its_process_is_reaped_later(sto
         assert trial.state == TrialState.COMPLETED
         assert trial.finished_at is not None
         assert (trial.finished_at - reported[trial.id]).total_seconds() < 2.5
+
+
+def with_run_and_callbacks(path: Path, run: str, callbacks: str) -> None:
+    path.write_text(
+        path.read_text().replace("[run]\n", f"[run]\n{run}\n").replace("[fit]", f"[fit]\ncallbacks = [{callbacks}]")
+    )
+
+
+def test_with_checkpoint_seconds_a_trial_checkpoints_its_last_epoch_and_resumes_from_what_it_wrote(
+    store: Store, tmp_path: Path
+) -> None:
+    marker = tmp_path / "killed"
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, max_trials=1, max_epochs=3)
+    callback = f'{{ name = "tiny.py:KillOnceAtEpoch", marker = "{marker}", epoch = 1 }}'
+    with_run_and_callbacks(path, "checkpoint_seconds = 3600", callback)
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    trial = store.trials(store.study("tiny").id)[0]
+    assert trial.state == TrialState.COMPLETED and trial.retries == 1
+    # No checkpoint was due after epoch index 0 (the first is an hour away): the second attempt started over.
+    assert Path(f"{marker}.log").read_text().split() == ["0", "1", "0", "1", "2"]
+    with store.session() as session:
+        checkpoint = session.query(Artifact).filter_by(trial_id=trial.id, kind="checkpoint").one()
+    assert checkpoint.epoch == 3 and checkpoint.sha256 == sha256_of(Path(checkpoint.uri))
+
+
+def test_with_checkpoint_seconds_training_that_ends_early_checkpoints_the_epoch_it_ended_at(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, max_trials=1, max_epochs=5)
+    with_run_and_callbacks(path, "checkpoint_seconds = 3600", '{ name = "tiny.py:StopAfterEpoch", epoch = 1 }')
+    assert run_study(store, path, tmp_path / "artifacts") == 1
+    trial = store.trials(store.study("tiny").id)[0]
+    assert trial.state == TrialState.COMPLETED and trial.epochs_done == 2
+    with store.session() as session:
+        checkpoint = session.query(Artifact).filter_by(trial_id=trial.id, kind="checkpoint").one()
+    assert checkpoint.epoch == 2 and Path(checkpoint.uri).is_file()
 
 
 @pytest.mark.parametrize(

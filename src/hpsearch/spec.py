@@ -240,6 +240,9 @@ class RunSection(_Strict):
     workers: int = Field(default=2, gt=0, le=256)
     lease_seconds: float = Field(default=60.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # A trial's checkpoint (weights + optimizer state, for resume and promotions): 0 = after every epoch;
+    # else at most this often, and always after the last epoch it trains.
+    checkpoint_seconds: float = Field(default=0.0, ge=0)
     # Per-trial TensorBoard logs with HParams under <artifacts>/<study>/tensorboard (TensorFlow backend).
     tensorboard: bool = False
 

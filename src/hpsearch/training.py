@@ -10,6 +10,7 @@ import hashlib
 import math
 import os
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ class TrialTask:
     artifact_root: str
     resume_from: str | None = None
     resume_sha256: str | None = None
+    # 0: a checkpoint after every epoch; else at most this often, and always after the last epoch trained.
+    checkpoint_seconds: float = 0.0
     batch_size: int | None = None
     shuffle: bool = True
     class_weight: dict[int, float] = field(default_factory=dict)
@@ -101,9 +104,18 @@ class Reporter(StopAware):
         self.task = task
         self.conn = conn
         self.checked_objective = False
+        self.reported = 0  # epochs counted from 1, as in the database
+        self.checkpointed = 0
+        self.checkpointed_at = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.report(epoch, {name: float(value) for name, value in (logs or {}).items()})
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # Training ended early (EarlyStopping, a stop request) between two timed checkpoints: the epoch
+        # it ended at is the one to resume or promote from.
+        if self.reported > self.checkpointed:
+            self._checkpoint(self.reported)
 
     def report(self, epoch: int, values: dict[str, float], checkpoint: bool = True) -> None:
         done = epoch + 1  # epochs are counted from 1 in the database: "after epoch 1"
@@ -120,10 +132,24 @@ class Reporter(StopAware):
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {done}")
-        if checkpoint:
-            self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
+        self.reported = done
+        if checkpoint and self._checkpoint_due(done):
+            self._checkpoint(done)
         if self.stop.is_set():
             self.model.stop_training = True
+
+    def _checkpoint_due(self, done: int) -> bool:
+        interval = self.task.checkpoint_seconds
+        return (
+            not interval
+            or done >= self.task.budget_epochs
+            or self.stop.is_set()
+            or time.monotonic() - self.checkpointed_at >= interval
+        )
+
+    def _checkpoint(self, done: int) -> None:
+        self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
+        self.checkpointed, self.checkpointed_at = done, time.monotonic()
 
 
 def save_checkpoint(model: keras.Model, directory: Path, epoch: int) -> tuple[str, str, int]:

@@ -200,6 +200,7 @@ class Worker:
             artifact_root=root,
             resume_from=claimed.checkpoint_uri,
             resume_sha256=claimed.checkpoint_sha256,
+            checkpoint_seconds=spec.run.checkpoint_seconds,
             tensorboard_dir=str(artifact_path(root, study.name, "tensorboard", f"trial-{claimed.number}"))
             if spec.run.tensorboard
             else None,
