@@ -343,7 +343,9 @@ class Store:
                     started_at=now,
                 )
             )
-            session.execute(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
+            session.execute(
+                _unsynced(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
+            )
             return ClaimedTrial(
                 trial_id=trial.id,
                 study_id=trial.study_id,
@@ -367,12 +369,14 @@ class Store:
         study_state = select(Study.state).where(Study.id == Trial.study_id).scalar_subquery()
         with self.session() as session:
             renewed = session.execute(
-                update(Trial)
-                .where(self._owned(trial_id, worker_id))
-                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-                .returning(Trial.stop_requested, study_state)
+                _unsynced(
+                    update(Trial)
+                    .where(self._owned(trial_id, worker_id))
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                    .returning(Trial.stop_requested, study_state)
+                )
             ).first()
-            session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now))
+            session.execute(_unsynced(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now)))
         if renewed is None:
             return "lost"
         if renewed[0]:
@@ -409,7 +413,7 @@ class Store:
         with self.session() as session:
             # One UPDATE (row lock, epoch count, best objective compared in SQL) and one INSERT per epoch.
             owned = session.execute(
-                update(Trial).where(self._owned(trial_id, worker_id)).values(changes).returning(Trial.id)
+                _unsynced(update(Trial).where(self._owned(trial_id, worker_id)).values(changes).returning(Trial.id))
             ).first()
             if owned is None:
                 return False
@@ -463,7 +467,7 @@ class Store:
                 new = {k: v for k, v in extra_params.items() if k not in trial.params}
                 trial.params = {**trial.params, **new}
                 session.add_all(_with_trial(trial.id, new))
-            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            session.execute(_unsynced(update(Worker).where(Worker.id == worker_id).values(state="IDLE")))
             return True
 
     def release(self, trial_id: int, worker_id: int) -> None:
@@ -745,7 +749,7 @@ class Store:
     def worker_alive(self, worker_id: int, state: str) -> None:
         with self.session() as session:
             session.execute(
-                update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=utcnow(), state=state)
+                _unsynced(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=utcnow(), state=state))
             )
 
     def worker_stopped(self, worker_id: int) -> None:
@@ -834,11 +838,20 @@ def claim_query(study_id: int | None = None) -> Any:
     return query
 
 
+def _unsynced(statement: Any) -> Any:
+    """An UPDATE of rows that its session has not loaded as objects: SQLAlchemy's default work to keep loaded
+    objects in step with it (synchronize_session) is then for nothing, and is a fifth of a worker's CPU per
+    report."""
+    return statement.execution_options(synchronize_session=False)
+
+
 def _end_attempt(session: Session, trial_id: int, outcome: str, now: Any) -> None:
     session.execute(
-        update(TrialAttempt)
-        .where(TrialAttempt.trial_id == trial_id, TrialAttempt.ended_at.is_(None))
-        .values(outcome=outcome, ended_at=now)
+        _unsynced(
+            update(TrialAttempt)
+            .where(TrialAttempt.trial_id == trial_id, TrialAttempt.ended_at.is_(None))
+            .values(outcome=outcome, ended_at=now)
+        )
     )
 
 
