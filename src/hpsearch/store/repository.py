@@ -75,12 +75,6 @@ def param_row(name: str, value: Value) -> TrialParam:
     return row
 
 
-def _better(direction: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new < old if direction == "min" else new > old
-
-
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -366,14 +360,14 @@ class Store:
         """Renew the lease. ``lost``: another worker owns the trial now; ``stop``: the strategy stops (prunes)
         it; ``pause``: its study was stopped, so the trial goes back to the queue to resume later."""
         now = utcnow()
-        study_state = select(Study.state).where(Study.id == Trial.study_id).scalar_subquery()
+        state_of_study = select(Study.state).where(Study.id == Trial.study_id).scalar_subquery()
         with self.session() as session:
             renewed = session.execute(
                 _unsynced(
                     update(Trial)
                     .where(self._owned(trial_id, worker_id))
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-                    .returning(Trial.stop_requested, study_state)
+                    .returning(Trial.stop_requested, state_of_study)
                 )
             ).first()
             session.execute(_unsynced(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now)))
