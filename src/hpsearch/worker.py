@@ -366,7 +366,9 @@ class _TrialRun:
         elif kind == "done":
             _, values, space_entries = message
             self.extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
-            self.store.extend_space(study.id, space_entries)
+            known = {entry["config"]["name"] for entry in self.task.space["space"]}
+            if any(entry["config"]["name"] not in known for entry in space_entries):
+                self.store.extend_space(study.id, space_entries)  # declared in fit: unknown to the study so far
             self.outcome, self.reported = (TrialState.COMPLETED, None), True
         elif kind == "failed":
             self.outcome, self.reported = (TrialState.FAILED, message[1]), True
