@@ -104,18 +104,10 @@ class Reporter(StopAware):
         self.task = task
         self.conn = conn
         self.checked_objective = False
-        self.reported = 0  # epochs counted from 1, as in the database
-        self.checkpointed = 0
         self.checkpointed_at = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.report(epoch, {name: float(value) for name, value in (logs or {}).items()})
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        # Training ended early (EarlyStopping, a stop request) between two timed checkpoints: the epoch
-        # it ended at is the one to resume or promote from.
-        if self.reported > self.checkpointed:
-            self._checkpoint(self.reported)
 
     def report(self, epoch: int, values: dict[str, float], checkpoint: bool = True) -> None:
         done = epoch + 1  # epochs are counted from 1 in the database: "after epoch 1"
@@ -132,24 +124,24 @@ class Reporter(StopAware):
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {done}")
-        self.reported = done
         if checkpoint and self._checkpoint_due(done):
-            self._checkpoint(done)
+            self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
+            self.checkpointed_at = time.monotonic()
         if self.stop.is_set():
             self.model.stop_training = True
 
     def _checkpoint_due(self, done: int) -> bool:
+        """Every epoch, or (``checkpoint_seconds``) when the interval has passed and after the last epoch this
+        fit runs: its budget's, or one after which it stops (a stop request; EarlyStopping or another callback
+        placed before this one set ``stop_training``), written before EarlyStopping restores best weights."""
         interval = self.task.checkpoint_seconds
         return (
             not interval
             or done >= self.task.budget_epochs
             or self.stop.is_set()
+            or self.model.stop_training
             or time.monotonic() - self.checkpointed_at >= interval
         )
-
-    def _checkpoint(self, done: int) -> None:
-        self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
-        self.checkpointed, self.checkpointed_at = done, time.monotonic()
 
 
 def save_checkpoint(model: keras.Model, directory: Path, epoch: int) -> tuple[str, str, int]:
