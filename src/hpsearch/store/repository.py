@@ -12,7 +12,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Engine, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -94,6 +110,16 @@ class Store:
         try:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
+        except DBAPIError as exc:
+            raise connection_error(exc, self.engine.url) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction on a plain connection, no ORM session: the worker's per-trial writes run their
+        prebuilt statements here (a session's unit of work is most of their client CPU)."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
         except DBAPIError as exc:
             raise connection_error(exc, self.engine.url) from exc
 
@@ -298,57 +324,50 @@ class Store:
         same row. SQLite: the transaction began with ``BEGIN IMMEDIATE`` (see db.py), so claims serialise.
         """
         now = utcnow()
-        with self.session() as session:
-            row = session.execute(claim_query(study_id)).first()
+        with self._transaction() as connection:
+            row = connection.execute(claim_query(study_id is not None), {"p_study": study_id}).first()
             if row is None:
                 return None
-            trial, study_name, run = row
-            trial.state = TrialState.RUNNING
-            trial.worker_id = worker_id
-            trial.lease_expires_at = now + timedelta(seconds=run["lease_seconds"])
-            trial.stop_requested = False
+            trial_id = row.id
             # Resume from the trial's own last checkpoint (an earlier attempt died), else from the parent's
             # (a promotion: Hyperband, ASHA), else start at epoch 0. A trial never claimed before has no
             # attempts and no checkpoint of its own: its first claim skips those two lookups.
-            claimed_before = trial.started_at is not None
-            trial.started_at = trial.started_at or now
+            claimed_before = row.started_at is not None
             checkpoint = None
-            for source_id in (trial.id if claimed_before else None, trial.parent_trial_id):
+            for source_id in (trial_id if claimed_before else None, row.parent_trial_id):
                 if source_id is not None and checkpoint is None:
-                    checkpoint = session.scalar(
-                        select(Artifact)
-                        .where(Artifact.trial_id == source_id, Artifact.kind == "checkpoint")
-                        .order_by(Artifact.id.desc())
-                        .limit(1)
-                    )
+                    checkpoint = connection.execute(_LATEST_CHECKPOINT, {"p_trial": source_id}).first()
+            error = row.error
+            if checkpoint is None and row.parent_trial_id is not None:
+                note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {row.initial_epoch}"
+                error = f"{error}\n{note}" if error else note
+            attempts = connection.scalar(_ATTEMPTS, {"p_trial": trial_id}) if claimed_before else 0
             start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
-            attempts = 0
-            if claimed_before:
-                attempts = session.scalar(select(func.count()).where(TrialAttempt.trial_id == trial.id)) or 0
-            if checkpoint is None and trial.parent_trial_id is not None:
-                note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {trial.initial_epoch}"
-                trial.error = f"{trial.error}\n{note}" if trial.error else note
-            session.add(
-                TrialAttempt(
-                    trial_id=trial.id,
-                    attempt=attempts + 1,
-                    worker_id=worker_id,
-                    start_epoch=start_epoch,
-                    started_at=now,
-                )
+            connection.execute(
+                _CLAIM,
+                {
+                    "p_trial": trial_id,
+                    "p_worker": worker_id,
+                    "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
+                    "p_started": row.started_at or now,
+                    "p_error": error,
+                },
             )
-            session.execute(
-                _unsynced(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
-            )
+            connection.execute(
+                _NEW_ATTEMPT,
+                {"trial_id": trial_id, "attempt": (attempts or 0) + 1, "worker_id": worker_id,
+                 "start_epoch": start_epoch, "started_at": now},
+            )  # fmt: skip
+            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
             return ClaimedTrial(
-                trial_id=trial.id,
-                study_id=trial.study_id,
-                study_name=study_name,
-                number=trial.number,
-                params=dict(trial.params),
-                budget_epochs=trial.budget_epochs,
+                trial_id=trial_id,
+                study_id=row.study_id,
+                study_name=row.study_name,
+                number=row.number,
+                params=dict(row.params),
+                budget_epochs=row.budget_epochs,
                 initial_epoch=start_epoch,
-                seed=trial.seed,
+                seed=row.seed,
                 checkpoint_uri=checkpoint.uri if checkpoint else None,
                 checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
             )
@@ -360,22 +379,17 @@ class Store:
         """Renew the lease. ``lost``: another worker owns the trial now; ``stop``: the strategy stops (prunes)
         it; ``pause``: its study was stopped, so the trial goes back to the queue to resume later."""
         now = utcnow()
-        state_of_study = select(Study.state).where(Study.id == Trial.study_id).scalar_subquery()
-        with self.session() as session:
-            renewed = session.execute(
-                _unsynced(
-                    update(Trial)
-                    .where(self._owned(trial_id, worker_id))
-                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-                    .returning(Trial.stop_requested, state_of_study)
-                )
+        owner = {"p_trial": trial_id, "p_worker": worker_id}
+        with self._transaction() as connection:
+            renewed = connection.execute(
+                _HEARTBEAT, owner | {"p_lease": now + timedelta(seconds=lease_seconds)}
             ).first()
-            session.execute(_unsynced(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now)))
+            connection.execute(_WORKER_SEEN, {"p_worker": worker_id, "p_now": now})
         if renewed is None:
             return "lost"
-        if renewed[0]:
+        if renewed.stop_requested:
             return "stop"
-        return "pause" if renewed[1] != StudyState.RUNNING else "continue"
+        return "pause" if renewed.study_state != StudyState.RUNNING else "continue"
 
     def record_epoch(
         self,
@@ -389,29 +403,18 @@ class Store:
     ) -> bool:
         """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far, with
         every objective's value at that epoch. Returns False when the worker no longer owns the trial."""
-        changes: dict[str, Any] = {"epochs_done": case((Trial.epochs_done < epoch, epoch), else_=Trial.epochs_done)}
+        parameters: dict[str, Any] = {"p_trial": trial_id, "p_worker": worker_id, "p_epoch": epoch}
         value = logs.get(objective)
-        if value is not None and math.isfinite(value):
-            better = or_(
-                Trial.objective.is_(None), Trial.objective > value if direction == "min" else Trial.objective < value
-            )
-            others = [logs.get(name) for name in other_objectives]
-            values = [float(value), *(_finite_or_none(v) if v is not None else None for v in others)]
-            changes |= {
-                "objective": case((better, float(value)), else_=Trial.objective),
-                "best_epoch": case((better, epoch), else_=Trial.best_epoch),
-                "objective_values": case(
-                    (better, bindparam("values", values, type_=JSON)), else_=Trial.objective_values
-                ),
-            }
-        with self.session() as session:
+        scored = value is not None and math.isfinite(value)
+        if value is not None and scored:
+            others = (logs.get(name) for name in other_objectives)
+            parameters["p_value"] = float(value)
+            parameters["p_values"] = [float(value), *(None if v is None else _finite_or_none(v) for v in others)]
+        with self._transaction() as connection:
             # One UPDATE (row lock, epoch count, best objective compared in SQL) and one INSERT per epoch.
-            owned = session.execute(
-                _unsynced(update(Trial).where(self._owned(trial_id, worker_id)).values(changes).returning(Trial.id))
-            ).first()
-            if owned is None:
+            if connection.execute(_report(direction, scored), parameters).first() is None:
                 return False
-            self._add_metrics(session, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
+            _add_metrics(connection, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
             return True
 
     def record_checkpoint(self, checkpoint: Artifact) -> str | None:
@@ -446,22 +449,25 @@ class Store:
         extra_params: Mapping[str, Value] | None = None,
     ) -> bool:
         now = utcnow()
-        with self.session() as session:
-            trial = session.scalar(select(Trial).where(self._owned(trial_id, worker_id)).with_for_update())
+        with self._transaction() as connection:
+            trial = connection.execute(_FINISHING, {"p_trial": trial_id, "p_worker": worker_id}).first()
             if trial is None:
                 return False
-            _end_attempt(session, trial.id, state, now)
-            trial.state = state
-            trial.finished_at = now
-            trial.lease_expires_at = None
-            trial.duration_seconds = (now - trial.started_at).total_seconds() if trial.started_at else None
             if error is not None:
-                trial.error = f"{trial.error}\n{error}" if trial.error else error
+                error = f"{trial.error}\n{error}" if trial.error else error
+            duration = (now - trial.started_at).total_seconds() if trial.started_at else None
+            connection.execute(
+                _FINISH,
+                {"p_trial": trial_id, "p_state": state, "p_now": now, "p_duration": duration,
+                 "p_error": error if error is not None else trial.error},
+            )  # fmt: skip
+            _end_attempt(connection, trial_id, state, now)
             if extra_params:
                 new = {k: v for k, v in extra_params.items() if k not in trial.params}
-                trial.params = {**trial.params, **new}
-                session.add_all(_with_trial(trial.id, new))
-            session.execute(_unsynced(update(Worker).where(Worker.id == worker_id).values(state="IDLE")))
+                connection.execute(update(Trial).where(Trial.id == trial_id).values(params={**trial.params, **new}))
+                if new:
+                    connection.execute(insert(TrialParam), [_param_values(trial_id, k, v) for k, v in new.items()])
+            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "IDLE", "p_now": now})
             return True
 
     def release(self, trial_id: int, worker_id: int) -> None:
@@ -469,7 +475,7 @@ class Store:
         with self.session() as session:
             if session.scalar(select(Trial.id).where(self._owned(trial_id, worker_id))) is None:
                 return
-            _end_attempt(session, trial_id, "RELEASED", utcnow())
+            _end_attempt(session.connection(), trial_id, "RELEASED", utcnow())
             session.execute(
                 update(Trial)
                 .where(self._owned(trial_id, worker_id))
@@ -634,7 +640,7 @@ class Store:
             job = session.scalar(select(FinalJob).where(self._owns_job(job_id, worker_id)).with_for_update())
             if job is None:
                 return False
-            self._add_metrics(session, FinalJobMetric, {"final_job_id": job_id, "epoch": epoch}, logs)
+            _add_metrics(session.connection(), FinalJobMetric, {"final_job_id": job_id, "epoch": epoch}, logs)
             job.epochs_done = max(job.epochs_done, epoch)
             return True
 
@@ -741,10 +747,8 @@ class Store:
             return worker.id
 
     def worker_alive(self, worker_id: int, state: str) -> None:
-        with self.session() as session:
-            session.execute(
-                _unsynced(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=utcnow(), state=state))
-            )
+        with self._transaction() as connection:
+            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": state, "p_now": utcnow()})
 
     def worker_stopped(self, worker_id: int) -> None:
         with self.session() as session:
@@ -804,53 +808,142 @@ class Store:
                 curve.setdefault(row.epoch, {})[row.name] = row.value
         return curve
 
-    def _add_metrics(self, session: Session, table: Any, owner: dict[str, int], logs: Mapping[str, float]) -> None:
-        """One epoch's logs as metric rows of ``owner``; a row already there is kept (writes are idempotent)."""
-        now = utcnow()
-        rows = [
-            {**owner, "name": name, "value": _finite_or_none(float(value)), "recorded_at": now}
-            for name, value in logs.items()
-        ]
-        if rows:
-            insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-            session.execute(insert(table).values(rows).on_conflict_do_nothing())
 
-
-def claim_query(study_id: int | None = None) -> Any:
-    """The oldest QUEUED trial of a RUNNING study (of ``study_id``), locked, with its study's name and
-    [run] settings (one round trip); ix_trials_claim / ix_trials_state_id serve it."""
+@functools.cache
+def claim_query(one_study: bool) -> Any:
+    """The oldest QUEUED trial of a RUNNING study (with ``one_study``: of study ``p_study``), locked, with its
+    study's name and [run] settings (one round trip); ix_trials_claim / ix_trials_state_id serve it."""
     query = (
-        select(Trial, Study.name, Study.spec["run"])
+        select(
+            Trial.id,
+            Trial.study_id,
+            Trial.number,
+            Trial.params,
+            Trial.budget_epochs,
+            Trial.initial_epoch,
+            Trial.parent_trial_id,
+            Trial.seed,
+            Trial.started_at,
+            Trial.error,
+            Study.name.label("study_name"),
+            Study.spec["run"].label("run"),
+        )
         .join(Study, Study.id == Trial.study_id)
         .where(Trial.state == TrialState.QUEUED, Study.state == StudyState.RUNNING)
         .order_by(Trial.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=Trial)
     )
-    if study_id is not None:
-        query = query.where(Trial.study_id == study_id)
+    if one_study:
+        query = query.where(Trial.study_id == bindparam("p_study"))
     return query
 
 
-def _unsynced(statement: Any) -> Any:
-    """An UPDATE of rows that its session has not loaded as objects: SQLAlchemy's default work to keep loaded
-    objects in step with it (synchronize_session) is then for nothing, and is a fifth of a worker's CPU per
-    report."""
-    return statement.execution_options(synchronize_session=False)
+# --- the worker's per-trial statements, built once (bind parameters are p_*: a name that is also a column's
+# would add that column to an UPDATE's SET) ---------------------------------------------------------------
 
-
-def _end_attempt(session: Session, trial_id: int, outcome: str, now: Any) -> None:
-    session.execute(
-        _unsynced(
-            update(TrialAttempt)
-            .where(TrialAttempt.trial_id == trial_id, TrialAttempt.ended_at.is_(None))
-            .values(outcome=outcome, ended_at=now)
-        )
+_NOW = bindparam("p_now", type_=DateTime)
+_OWNED = and_(
+    Trial.id == bindparam("p_trial"), Trial.worker_id == bindparam("p_worker"), Trial.state == TrialState.RUNNING
+)
+_CLAIM = (
+    update(Trial)
+    .where(Trial.id == bindparam("p_trial"))
+    .values(
+        state=TrialState.RUNNING,
+        worker_id=bindparam("p_worker"),
+        lease_expires_at=bindparam("p_lease", type_=DateTime),
+        stop_requested=False,
+        started_at=bindparam("p_started", type_=DateTime),
+        error=bindparam("p_error"),
     )
+)
+_LATEST_CHECKPOINT = (
+    select(Artifact.epoch, Artifact.uri, Artifact.sha256)
+    .where(Artifact.trial_id == bindparam("p_trial"), Artifact.kind == "checkpoint")
+    .order_by(Artifact.id.desc())
+    .limit(1)
+)
+_ATTEMPTS = select(func.count()).where(TrialAttempt.trial_id == bindparam("p_trial"))
+_NEW_ATTEMPT = insert(TrialAttempt)
+_HEARTBEAT = (
+    update(Trial)
+    .where(_OWNED)
+    .values(lease_expires_at=bindparam("p_lease", type_=DateTime))
+    .returning(
+        Trial.stop_requested,
+        select(Study.state).where(Study.id == Trial.study_id).scalar_subquery().label("study_state"),
+    )
+)
+_FINISHING = select(Trial.started_at, Trial.error, Trial.params).where(_OWNED).with_for_update()
+_FINISH = (
+    update(Trial)
+    .where(Trial.id == bindparam("p_trial"))
+    .values(
+        state=bindparam("p_state"),
+        finished_at=_NOW,
+        lease_expires_at=None,
+        duration_seconds=bindparam("p_duration", type_=Float),
+        error=bindparam("p_error"),
+    )
+)
+_END_ATTEMPT = (
+    update(TrialAttempt)
+    .where(TrialAttempt.trial_id == bindparam("p_trial"), TrialAttempt.ended_at.is_(None))
+    .values(outcome=bindparam("p_outcome"), ended_at=_NOW)
+)
+_WORKER_SEEN = update(Worker).where(Worker.id == bindparam("p_worker")).values(last_heartbeat_at=_NOW)
+_WORKER_STATE = _WORKER_SEEN.values(state=bindparam("p_state"))
+
+
+@functools.cache
+def _report(direction: str, scored: bool) -> Any:
+    """An epoch's UPDATE of its trial: the epoch count and, when the epoch has a finite objective, the best
+    objective so far (compared in SQL under the row lock), its epoch and every objective's value there."""
+    epoch = bindparam("p_epoch", type_=Integer)
+    changes: dict[str, Any] = {"epochs_done": case((Trial.epochs_done < epoch, epoch), else_=Trial.epochs_done)}
+    if scored:
+        value = bindparam("p_value", type_=Float)
+        improves = Trial.objective > value if direction == "min" else Trial.objective < value
+        better = or_(Trial.objective.is_(None), improves)
+        changes |= {
+            "objective": case((better, value), else_=Trial.objective),
+            "best_epoch": case((better, epoch), else_=Trial.best_epoch),
+            "objective_values": case((better, bindparam("p_values", type_=JSON)), else_=Trial.objective_values),
+        }
+    return update(Trial).where(_OWNED).values(changes).returning(Trial.id)
+
+
+@functools.cache
+def _metrics_insert(dialect: str, table: Any) -> Any:
+    """INSERT of metric rows that keeps a row already there (a repeated report writes nothing)."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
+
+
+def _add_metrics(connection: Connection, table: Any, owner: dict[str, int], logs: Mapping[str, float]) -> None:
+    """One epoch's logs as metric rows of ``owner``; a row already there is kept (writes are idempotent)."""
+    now = utcnow()
+    rows = [
+        {**owner, "name": name, "value": _finite_or_none(float(value)), "recorded_at": now}
+        for name, value in logs.items()
+    ]
+    if rows:
+        connection.execute(_metrics_insert(connection.dialect.name, table), rows)
+
+
+def _end_attempt(connection: Connection, trial_id: int, outcome: str, now: Any) -> None:
+    connection.execute(_END_ATTEMPT, {"p_trial": trial_id, "p_outcome": outcome, "p_now": now})
+
+
+def _param_values(trial_id: int, name: str, value: Value) -> dict[str, Any]:
+    """A trial_params row as column values (for a Core INSERT)."""
+    row = param_row(name, value)
+    columns = ("name", "value_type", "value_int", "value_float", "value_text", "value_bool")
+    return {"trial_id": trial_id} | {column: getattr(row, column) for column in columns}
 
 
 def _retry_or_fail(session: Session, trial: Trial, reason: str, max_retries: int, now: Any) -> None:
-    _end_attempt(session, trial.id, "LOST", now)
+    _end_attempt(session.connection(), trial.id, "LOST", now)
     trial.error = f"{trial.error}\n{reason}" if trial.error else reason
     trial.retries += 1
     trial.lease_expires_at = None
