@@ -209,9 +209,11 @@ def hpsearch_worker(url: str, study: str, poll: float, queue: Any, ready: Any) -
 
     worker = SimulatedWorker(store, study=study, exit_when_done=True, poll_seconds=poll)
     ready.wait()  # every process has imported and connected: the run measures coordination, not start-up
+    cpu = time.process_time()
     worker.run()
+    cpu = time.process_time() - cpu
     store.engine.dispose()
-    queue.put(("worker", trials))
+    queue.put(("worker", trials, cpu))
 
 
 def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue: Any, ready: Any) -> None:
@@ -234,6 +236,7 @@ def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue
     make_strategy(store.study(study).spec["search"]).prepare()
     ticks: list[tuple[list[int], float]] = []
     ready.wait()
+    cpu = time.process_time()
     while True:
         start = time.perf_counter()
         running = coordinator.tick()
@@ -242,8 +245,9 @@ def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue
         if not running:
             break
         time.sleep(poll)
+    cpu = time.process_time() - cpu
     store.engine.dispose()
-    queue.put(("coordinator", ticks))
+    queue.put(("coordinator", ticks, cpu))
 
 
 def run_hpsearch(
@@ -261,8 +265,10 @@ def run_hpsearch(
         process.start()
     rows: list[dict[str, Any]] = []
     ticks: list[tuple[list[int], float]] = []
+    cpu = {"worker": 0.0, "coordinator": 0.0}
     for _ in processes:
-        kind, payload = queue.get()
+        kind, payload, seconds = queue.get()
+        cpu[kind] += seconds
         if kind == "worker":
             rows += payload
         else:
@@ -278,8 +284,10 @@ def run_hpsearch(
     return {
         "rows": rows,
         "claim_name": "claim",
-        "coordinator_busy": sum(seconds for _, seconds in ticks),
-        "ticks": len(ticks),
+        "note": (
+            f"coordinator busy {sum(seconds for _, seconds in ticks):.1f}s in {len(ticks)} ticks; CPU per trial: "
+            f"workers {cpu['worker'] / len(rows) * 1000:.1f} ms, coordinator {cpu['coordinator'] / len(rows) * 1000:.1f} ms"
+        ),
     }
 
 
@@ -315,6 +323,7 @@ def optuna_worker(url: str, index: int, trials: int, counter: Any, queue: Any, r
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="bench", storage=url, sampler=optuna_sampler(index))
     ready.wait()
+    cpu = time.process_time()
     rows = []
     while True:
         with counter.get_lock():
@@ -338,7 +347,7 @@ def optuna_worker(url: str, index: int, trials: int, counter: Any, queue: Any, r
         tell = time.perf_counter() - begin
         row.update(reports=reports, coordination=row["claim"] + sum(reports) + tell, end=time.time())
         rows.append(row)
-    queue.put(rows)
+    queue.put((rows, time.process_time() - cpu))
 
 
 def run_optuna(url: str, trials: int, workers: int, start_at: int) -> dict[str, Any]:
@@ -369,10 +378,15 @@ def run_optuna(url: str, trials: int, workers: int, start_at: int) -> dict[str, 
     ]
     for process in processes:
         process.start()
-    rows = [row for _ in processes for row in queue.get()]
+    rows: list[dict[str, Any]] = []
+    cpu = 0.0
+    for _ in processes:
+        payload, seconds = queue.get()
+        rows += payload
+        cpu += seconds
     for process in processes:
         process.join()
-    return {"rows": rows, "claim_name": "ask"}
+    return {"rows": rows, "claim_name": "ask", "note": f"CPU per trial: workers {cpu / len(rows) * 1000:.1f} ms"}
 
 
 # --- the coordinator's planning alone -------------------------------------------------------------------
@@ -530,7 +544,7 @@ def main() -> None:
                 url, args.trials, args.workers, args.poll, args.prefetch, args.worker_poll, args.start_at
             )
         summaries["hpsearch, PostgreSQL"] = summarise(result)
-        extra["hpsearch, PostgreSQL"] = f"coordinator busy {result['coordinator_busy']:.1f}s in {result['ticks']} ticks"
+        extra["hpsearch, PostgreSQL"] = result["note"]
         print(f"done: hpsearch on PostgreSQL ({extra['hpsearch, PostgreSQL']})", flush=True)
     if "sqlite" not in skip:
         with tempfile.TemporaryDirectory() as directory:
@@ -544,14 +558,14 @@ def main() -> None:
                 args.start_at,
             )
         summaries["hpsearch, SQLite"] = summarise(result)
-        extra["hpsearch, SQLite"] = f"coordinator busy {result['coordinator_busy']:.1f}s in {result['ticks']} ticks"
+        extra["hpsearch, SQLite"] = result["note"]
         print(f"done: hpsearch on SQLite ({extra['hpsearch, SQLite']})", flush=True)
     if "optuna" not in skip:
         with PostgresDatabase() as url:
-            summaries["Optuna RDB, PostgreSQL"] = summarise(
-                run_optuna(url, args.optuna_trials or args.trials, args.workers, args.start_at)
-            )
-        print("done: Optuna on PostgreSQL", flush=True)
+            result = run_optuna(url, args.optuna_trials or args.trials, args.workers, args.start_at)
+        summaries["Optuna RDB, PostgreSQL"] = summarise(result)
+        extra["Optuna RDB, PostgreSQL"] = result["note"]
+        print(f"done: Optuna on PostgreSQL ({result['note']})", flush=True)
     print()
     print_table(summaries, args.trials)
     print()

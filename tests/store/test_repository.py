@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from hpsearch.errors import StoreError, UsageError
 from hpsearch.store import Store, StudyState, TrialState, open_store
 from hpsearch.store.db import make_engine
-from hpsearch.store.models import Base, Study, TrialMetric, TrialParam
+from hpsearch.store.models import Artifact, Base, FinalJob, Study, TrialMetric, TrialParam
 from hpsearch.strategies import NewTrial
 
 from ..conftest import add_study
@@ -99,6 +99,65 @@ def test_stopped_studies_hand_out_no_trials(store: Store) -> None:
     store.add_trials(study, [NewTrial({}, 3)])
     store.set_study_state(study.id, StudyState.STOPPED)
     assert store.claim(store.register_worker("w1", "h", 1, None)) is None
+
+
+def test_a_reclaimed_trial_resumes_from_its_checkpoint_as_a_new_attempt(store: Store) -> None:
+    study = add_study(store, lease_seconds=0.0)
+    store.add_trials(study, [NewTrial({"u": 1}, 5)])
+    one, two = store.register_worker("w1", "h", 1, None), store.register_worker("w2", "h", 2, None)
+    first = store.claim(one)
+    assert first is not None and first.initial_epoch == 0 and first.checkpoint_uri is None
+    store.record_checkpoint(
+        Artifact(study_id=study.id, trial_id=first.trial_id, kind="checkpoint", epoch=2, uri="/c/2", sha256="a",
+                 size_bytes=1)
+    )  # fmt: skip
+    assert store.expire_leases({study.id: 1}) == 1
+    second = store.claim(two)
+    assert second is not None and second.trial_id == first.trial_id
+    assert (second.initial_epoch, second.checkpoint_uri, second.checkpoint_sha256) == (2, "/c/2", "a")
+    attempts = store.attempts(first.trial_id)
+    assert [(a.attempt, a.worker_id, a.start_epoch, a.outcome) for a in attempts] == [
+        (1, one, 0, "LOST"),
+        (2, two, 2, None),
+    ]
+    assert store.finish(second.trial_id, two, TrialState.COMPLETED, extra_params={"u": 9, "batch": 32})
+    trial = store.trial(study.id, 0)
+    assert trial.params == {"u": 1, "batch": 32}  # a parameter first declared in fit joins; known ones stay
+    assert trial.duration_seconds is not None and trial.duration_seconds >= 0
+    assert [a.outcome for a in store.attempts(trial.id)] == ["LOST", "COMPLETED"]
+    with store.session() as session:
+        rows = {r.name: r for r in session.scalars(sa.select(TrialParam).where(TrialParam.trial_id == trial.id))}
+    assert (rows["batch"].value_type, rows["batch"].value_int) == ("int", 32)
+    assert rows["u"].value_int == 1
+
+
+def test_a_promotion_whose_parent_lost_its_checkpoint_starts_over_with_a_note(store: Store) -> None:
+    study = add_study(store)
+    store.add_trials(study, [NewTrial({"u": 1}, 3)])
+    worker = store.register_worker("w1", "h", 1, None)
+    parent = store.claim(worker)
+    assert parent is not None and store.finish(parent.trial_id, worker, TrialState.COMPLETED)
+    store.add_trials(study, [NewTrial({"u": 1}, 9, initial_epoch=3, parent_number=0)])
+    child = store.claim(worker)
+    assert child is not None and child.number == 1 and child.initial_epoch == 0 and child.checkpoint_uri is None
+    assert "parent's checkpoint is gone" in (store.trial(study.id, 1).error or "")
+
+
+def test_a_final_job_is_claimed_once_with_a_lease(store: Store) -> None:
+    study = add_study(store)
+    store.add_trials(study, [NewTrial({"u": 1}, 3)])
+    trial = store.trial(study.id, 0)
+    job, _ = store.create_final_job(
+        FinalJob(study_id=study.id, trial_id=trial.id, params=trial.params, train_on="train", epochs=5, seed=1)
+    )
+    one, two = store.register_worker("w1", "h", 1, None), store.register_worker("w2", "h", 2, None)
+    claimed = store.claim_final_job(one, study.id)
+    assert claimed is not None and claimed.id == job.id and claimed.attempts == 1
+    assert store.claim_final_job(two, study.id) is None
+    stored = store.final_job(job.id)
+    assert (stored.state, stored.worker_id, stored.attempts) == ("RUNNING", one, 1)
+    assert stored.lease_expires_at is not None and stored.started_at is not None
+    assert store.final_job_worker(job.id) is not None and store.final_job_worker(job.id).state == "BUSY"  # type: ignore[union-attr]
 
 
 def _claim_all(url: str, index: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -164,8 +164,8 @@ class Store:
             return session.get_one(Study, study_id)
 
     def study_state(self, study_id: int) -> str:
-        with self.session() as session:
-            return session.scalars(select(Study.state).where(Study.id == study_id)).one()
+        with self._transaction() as connection:
+            return connection.scalars(_STUDY_STATE, {"p_study": study_id}).one()
 
     def set_study_state(self, study_id: int, state: StudyState, message: str | None = None) -> None:
         with self.session() as session:
@@ -199,14 +199,28 @@ class Store:
         if after_number is not None:
             which = and_(which, or_(Trial.number > after_number, Trial.number.in_(list(numbers))))
         query = (
-            select(Trial, parent.c.number)
+            select(
+                Trial.id,
+                Trial.number,
+                Trial.state,
+                Trial.params,
+                Trial.objective,
+                Trial.objective_values,
+                Trial.best_epoch,
+                Trial.epochs_done,
+                Trial.budget_epochs,
+                Trial.initial_epoch,
+                Trial.bracket,
+                Trial.rung,
+                parent.c.number.label("parent_number"),
+            )
             .outerjoin(parent, parent.c.id == Trial.parent_trial_id)
             .where(which)
             .order_by(Trial.number)
         )
         curves: dict[int, dict[int, float]] = {}
-        with self.session() as session:
-            rows = session.execute(query).all()
+        with self._transaction() as connection:
+            rows = connection.execute(query).all()
             if with_curves and rows:
                 metric = (
                     select(TrialMetric.trial_id, TrialMetric.epoch, TrialMetric.value)
@@ -214,7 +228,7 @@ class Store:
                     .join(Study, Study.id == Trial.study_id)
                     .where(which, TrialMetric.name == Study.objective_name, TrialMetric.value.is_not(None))
                 )
-                for trial_id, epoch, value in session.execute(metric):
+                for trial_id, epoch, value in connection.execute(metric):
                     curves.setdefault(trial_id, {})[epoch] = value
         return [
             TrialView(
@@ -226,49 +240,54 @@ class Store:
                 epochs_done=t.epochs_done,
                 budget_epochs=t.budget_epochs,
                 initial_epoch=t.initial_epoch,
-                parent_number=parent_number,
+                parent_number=t.parent_number,
                 bracket=t.bracket,
                 rung=t.rung,
                 curve=curves.get(t.id, {}),
                 values=tuple(t.objective_values) if t.objective_values else None,
             )
-            for t, parent_number in rows
+            for t in rows
         ]
 
     def add_trials(self, study: Study, new_trials: Sequence[NewTrial]) -> list[int]:
         """Queue trials with the next numbers; returns the numbers."""
         if not new_trials:
             return []
-        with self.session() as session:
-            last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
-            parents = {new.parent_number for new in new_trials if new.parent_number is not None}
-            numbers_to_ids = dict(
-                session.execute(
-                    select(Trial.number, Trial.id).where(Trial.study_id == study.id, Trial.number.in_(list(parents)))
+        with self._transaction() as connection:
+            last = connection.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
+            first = (last if last is not None else -1) + 1
+            parents = [new.parent_number for new in new_trials if new.parent_number is not None]
+            parent_ids = dict(
+                connection.execute(
+                    select(Trial.number, Trial.id).where(Trial.study_id == study.id, Trial.number.in_(parents))
                 ).all()
                 if parents
                 else []
             )
-            numbers: list[int] = []
-            for offset, new in enumerate(new_trials):
-                number = (last if last is not None else -1) + 1 + offset
-                trial = Trial(
-                    study_id=study.id,
-                    number=number,
-                    state=TrialState.QUEUED,
-                    params=dict(new.params),
-                    budget_epochs=new.budget_epochs,
-                    initial_epoch=new.initial_epoch,
-                    parent_trial_id=numbers_to_ids.get(new.parent_number) if new.parent_number is not None else None,
-                    seed=study.seed + number,
-                    bracket=new.bracket,
-                    rung=new.rung,
-                )
-                session.add(trial)
-                session.flush()
-                session.add_all(_with_trial(trial.id, new.params))
-                numbers.append(number)
-            return numbers
+            rows = [
+                {
+                    "study_id": study.id,
+                    "number": first + offset,
+                    "state": TrialState.QUEUED,
+                    "params": dict(new.params),
+                    "budget_epochs": new.budget_epochs,
+                    "initial_epoch": new.initial_epoch,
+                    "parent_trial_id": parent_ids.get(new.parent_number) if new.parent_number is not None else None,
+                    "seed": study.seed + first + offset,
+                    "bracket": new.bracket,
+                    "rung": new.rung,
+                }
+                for offset, new in enumerate(new_trials)
+            ]
+            ids = connection.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows).all()
+            params = [
+                _param_values(trial_id, name, value)
+                for trial_id, new in zip(ids, new_trials, strict=True)
+                for name, value in new.params.items()
+            ]
+            if params:
+                connection.execute(insert(TrialParam), params)
+            return [row["number"] for row in rows]
 
     def counts(self, study_id: int) -> dict[str, int]:
         query = select(Trial.state, func.count()).where(Trial.study_id == study_id).group_by(Trial.state)
@@ -595,9 +614,10 @@ class Store:
     def claim_final_job(
         self, worker_id: int, study_id: int | None = None, job_id: int | None = None
     ) -> FinalJob | None:
-        """Take the oldest QUEUED final job (of a study, or the given one) with a lease, like :meth:`claim`."""
+        """Take the oldest QUEUED final job (of a study, or the given one) with a lease, like :meth:`claim`.
+        An idle worker asks at every poll: finding none costs one plain query, no ORM session."""
         query = (
-            select(FinalJob)
+            select(FinalJob.id)
             .where(FinalJob.state == TrialState.QUEUED)
             .order_by(FinalJob.id)
             .limit(1)
@@ -608,16 +628,20 @@ class Store:
         if study_id is not None:
             query = query.where(FinalJob.study_id == study_id)
         now = utcnow()
-        with self.session() as session:
-            job = session.scalar(query)
-            if job is None:
+        with self._transaction() as connection:
+            found = connection.scalar(query)
+            if found is None:
                 return None
+            session = Session(bind=connection, expire_on_commit=False)  # in this transaction, which commits it
+            job = session.get_one(FinalJob, found)
             study = session.get_one(Study, job.study_id)
             job.state, job.worker_id = TrialState.RUNNING, worker_id
             job.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
             job.started_at = job.started_at or now
             job.attempts += 1
-            session.execute(update(Worker).where(Worker.id == worker_id).values(state="BUSY", last_heartbeat_at=now))
+            session.flush()
+            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
+            session.close()
             return job
 
     def _owns_job(self, job_id: int, worker_id: int) -> Any:
@@ -843,6 +867,7 @@ def claim_query(one_study: bool) -> Any:
 # would add that column to an UPDATE's SET) ---------------------------------------------------------------
 
 _NOW = bindparam("p_now", type_=DateTime)
+_STUDY_STATE = select(Study.state).where(Study.id == bindparam("p_study"))
 _OWNED = and_(
     Trial.id == bindparam("p_trial"), Trial.worker_id == bindparam("p_worker"), Trial.state == TrialState.RUNNING
 )
@@ -963,15 +988,6 @@ def _requeue_final_job(job: FinalJob, reason: str) -> None:
         job.state, job.finished_at = TrialState.FAILED, utcnow()
     else:
         job.state, job.worker_id = TrialState.QUEUED, None
-
-
-def _with_trial(trial_id: int, params: Mapping[str, Value]) -> list[TrialParam]:
-    rows = []
-    for name, value in params.items():
-        row = param_row(name, value)
-        row.trial_id = trial_id
-        rows.append(row)
-    return rows
 
 
 def _lost_connection(exc: BaseException) -> bool:
