@@ -186,7 +186,7 @@ def hpsearch_worker(url: str, study: str, poll: float, queue: Any, ready: Any) -
 
     store = Store(make_engine(url))
     claims: list[tuple[Any, float]] = []
-    store.claim = _timed(claims, store.claim)  # type: ignore[method-assign]
+    store.claim_next = _timed(claims, store.claim_next)  # type: ignore[method-assign]
     trials: list[dict[str, float]] = []
 
     class SimulatedWorker(Worker):
@@ -286,7 +286,7 @@ def run_hpsearch(
         "claim_name": "claim",
         "note": (
             f"coordinator busy {sum(seconds for _, seconds in ticks):.1f}s in {len(ticks)} ticks; CPU per trial: "
-            f"workers {cpu['worker'] / len(rows) * 1000:.1f} ms, coordinator {cpu['coordinator'] / len(rows) * 1000:.1f} ms"
+            f"workers {ms(cpu['worker'] / len(rows))} ms, coordinator {ms(cpu['coordinator'] / len(rows))} ms"
         ),
     }
 
@@ -386,7 +386,7 @@ def run_optuna(url: str, trials: int, workers: int, start_at: int) -> dict[str, 
         cpu += seconds
     for process in processes:
         process.join()
-    return {"rows": rows, "claim_name": "ask", "note": f"CPU per trial: workers {cpu / len(rows) * 1000:.1f} ms"}
+    return {"rows": rows, "claim_name": "ask", "note": f"CPU per trial: workers {ms(cpu / len(rows))} ms"}
 
 
 # --- the coordinator's planning alone -------------------------------------------------------------------

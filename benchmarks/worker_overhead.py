@@ -104,7 +104,7 @@ def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: fl
     claims: list[tuple[float, float]] = []
     finishes: list[float] = []
     first_load: list[float] = []
-    claim, finish = store.claim, store.finish
+    claim, finish = store.claim_next, store.finish
 
     def timed_claim(*args: Any, **kwargs: Any) -> Any:
         start = time.time()
@@ -118,7 +118,7 @@ def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: fl
         finishes.append(time.time())
         return result
 
-    store.claim, store.finish = timed_claim, timed_finish  # type: ignore[method-assign]
+    store.claim_next, store.finish = timed_claim, timed_finish  # type: ignore[method-assign]
     worker = Worker(store, study=study.name, max_trials=trials)
     load_study = worker._study
 

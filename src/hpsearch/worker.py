@@ -115,10 +115,9 @@ class Worker:
                         self.run_final_job(job)
                         ran += 1
                     break
-                claimed = self.store.claim(self.id, self.study_id)
-                job = None if claimed is not None else self.store.claim_final_job(self.id, self.study_id)
-                if job is not None:  # trials first; then promotions waiting for a worker
-                    self.run_final_job(job)
+                claimed = self.store.claim_next(self.id, self.study_id)  # trials first, then promotions
+                if isinstance(claimed, FinalJob):
+                    self.run_final_job(claimed)
                     ran += 1
                     idle_since = time.monotonic()
                     continue

@@ -160,6 +160,21 @@ def test_a_final_job_is_claimed_once_with_a_lease(store: Store) -> None:
     assert store.final_job_worker(job.id) is not None and store.final_job_worker(job.id).state == "BUSY"  # type: ignore[union-attr]
 
 
+def test_a_worker_is_handed_trials_first_then_promotions(store: Store) -> None:
+    study = add_study(store)
+    store.add_trials(study, [NewTrial({"u": 1}, 3)])
+    trial = store.trial(study.id, 0)
+    job, _ = store.create_final_job(
+        FinalJob(study_id=study.id, trial_id=trial.id, params=trial.params, train_on="train", epochs=5, seed=1)
+    )
+    worker = store.register_worker("w1", "h", 1, None)
+    first = store.claim_next(worker, study.id)
+    assert not isinstance(first, FinalJob) and first is not None and first.number == 0
+    second = store.claim_next(worker, study.id)
+    assert isinstance(second, FinalJob) and second.id == job.id and second.state == "RUNNING"
+    assert store.claim_next(worker, study.id) is None
+
+
 def _claim_all(url: str, index: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     store = Store(make_engine(url))
     worker = store.register_worker(f"claimer-{index}", "h", index, None)

@@ -342,54 +342,14 @@ class Store:
         PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on or take the
         same row. SQLite: the transaction began with ``BEGIN IMMEDIATE`` (see db.py), so claims serialise.
         """
-        now = utcnow()
         with self._transaction() as connection:
-            row = connection.execute(claim_query(study_id is not None), {"p_study": study_id}).first()
-            if row is None:
-                return None
-            trial_id = row.id
-            # Resume from the trial's own last checkpoint (an earlier attempt died), else from the parent's
-            # (a promotion: Hyperband, ASHA), else start at epoch 0. A trial never claimed before has no
-            # attempts and no checkpoint of its own: its first claim skips those two lookups.
-            claimed_before = row.started_at is not None
-            checkpoint = None
-            for source_id in (trial_id if claimed_before else None, row.parent_trial_id):
-                if source_id is not None and checkpoint is None:
-                    checkpoint = connection.execute(_LATEST_CHECKPOINT, {"p_trial": source_id}).first()
-            error = row.error
-            if checkpoint is None and row.parent_trial_id is not None:
-                note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {row.initial_epoch}"
-                error = f"{error}\n{note}" if error else note
-            attempts = connection.scalar(_ATTEMPTS, {"p_trial": trial_id}) if claimed_before else 0
-            start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
-            connection.execute(
-                _CLAIM,
-                {
-                    "p_trial": trial_id,
-                    "p_worker": worker_id,
-                    "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
-                    "p_started": row.started_at or now,
-                    "p_error": error,
-                },
-            )
-            connection.execute(
-                _NEW_ATTEMPT,
-                {"trial_id": trial_id, "attempt": (attempts or 0) + 1, "worker_id": worker_id,
-                 "start_epoch": start_epoch, "started_at": now},
-            )  # fmt: skip
-            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
-            return ClaimedTrial(
-                trial_id=trial_id,
-                study_id=row.study_id,
-                study_name=row.study_name,
-                number=row.number,
-                params=dict(row.params),
-                budget_epochs=row.budget_epochs,
-                initial_epoch=start_epoch,
-                seed=row.seed,
-                checkpoint_uri=checkpoint.uri if checkpoint else None,
-                checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
-            )
+            return _claim_trial(connection, worker_id, study_id)
+
+    def claim_next(self, worker_id: int, study_id: int | None = None) -> ClaimedTrial | FinalJob | None:
+        """A worker's next work, in one transaction: a trial first, else a promotion (final job) waiting for
+        a worker. An idle worker asks at every poll; finding nothing costs two plain queries."""
+        with self._transaction() as connection:
+            return _claim_trial(connection, worker_id, study_id) or _claim_final_job(connection, worker_id, study_id)
 
     def _owned(self, trial_id: int, worker_id: int) -> Any:
         return and_(Trial.id == trial_id, Trial.worker_id == worker_id, Trial.state == TrialState.RUNNING)
@@ -614,35 +574,9 @@ class Store:
     def claim_final_job(
         self, worker_id: int, study_id: int | None = None, job_id: int | None = None
     ) -> FinalJob | None:
-        """Take the oldest QUEUED final job (of a study, or the given one) with a lease, like :meth:`claim`.
-        An idle worker asks at every poll: finding none costs one plain query, no ORM session."""
-        query = (
-            select(FinalJob.id)
-            .where(FinalJob.state == TrialState.QUEUED)
-            .order_by(FinalJob.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if job_id is not None:
-            query = query.where(FinalJob.id == job_id)
-        if study_id is not None:
-            query = query.where(FinalJob.study_id == study_id)
-        now = utcnow()
+        """Take the oldest QUEUED final job (of a study, or the given one) with a lease, like :meth:`claim`."""
         with self._transaction() as connection:
-            found = connection.scalar(query)
-            if found is None:
-                return None
-            session = Session(bind=connection, expire_on_commit=False)  # in this transaction, which commits it
-            job = session.get_one(FinalJob, found)
-            study = session.get_one(Study, job.study_id)
-            job.state, job.worker_id = TrialState.RUNNING, worker_id
-            job.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
-            job.started_at = job.started_at or now
-            job.attempts += 1
-            session.flush()
-            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
-            session.close()
-            return job
+            return _claim_final_job(connection, worker_id, study_id, job_id)
 
     def _owns_job(self, job_id: int, worker_id: int) -> Any:
         return and_(FinalJob.id == job_id, FinalJob.worker_id == worker_id, FinalJob.state == TrialState.RUNNING)
@@ -943,6 +877,90 @@ def _report(direction: str, scored: bool) -> Any:
 def _metrics_insert(dialect: str, table: Any) -> Any:
     """INSERT of metric rows that keeps a row already there (a repeated report writes nothing)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
+
+
+def _claim_trial(connection: Connection, worker_id: int, study_id: int | None) -> ClaimedTrial | None:
+    """The body of Store.claim, in the caller's transaction."""
+    now = utcnow()
+    row = connection.execute(claim_query(study_id is not None), {"p_study": study_id}).first()
+    if row is None:
+        return None
+    trial_id = row.id
+    # Resume from the trial's own last checkpoint (an earlier attempt died), else from the parent's
+    # (a promotion: Hyperband, ASHA), else start at epoch 0. A trial never claimed before has no
+    # attempts and no checkpoint of its own: its first claim skips those two lookups.
+    claimed_before = row.started_at is not None
+    checkpoint = None
+    for source_id in (trial_id if claimed_before else None, row.parent_trial_id):
+        if source_id is not None and checkpoint is None:
+            checkpoint = connection.execute(_LATEST_CHECKPOINT, {"p_trial": source_id}).first()
+    error = row.error
+    if checkpoint is None and row.parent_trial_id is not None:
+        note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {row.initial_epoch}"
+        error = f"{error}\n{note}" if error else note
+    attempts = connection.scalar(_ATTEMPTS, {"p_trial": trial_id}) if claimed_before else 0
+    start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
+    connection.execute(
+        _CLAIM,
+        {
+            "p_trial": trial_id,
+            "p_worker": worker_id,
+            "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
+            "p_started": row.started_at or now,
+            "p_error": error,
+        },
+    )
+    connection.execute(
+        _NEW_ATTEMPT,
+        {"trial_id": trial_id, "attempt": (attempts or 0) + 1, "worker_id": worker_id,
+         "start_epoch": start_epoch, "started_at": now},
+    )  # fmt: skip
+    connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
+    return ClaimedTrial(
+        trial_id=trial_id,
+        study_id=row.study_id,
+        study_name=row.study_name,
+        number=row.number,
+        params=dict(row.params),
+        budget_epochs=row.budget_epochs,
+        initial_epoch=start_epoch,
+        seed=row.seed,
+        checkpoint_uri=checkpoint.uri if checkpoint else None,
+        checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
+    )
+
+
+@functools.cache
+def _final_job_query(one_job: bool, one_study: bool) -> Any:
+    """The oldest QUEUED final job (``p_job``, of study ``p_study``), locked, skipping those others hold."""
+    query = select(FinalJob.id).where(FinalJob.state == TrialState.QUEUED).order_by(FinalJob.id).limit(1)
+    if one_job:
+        query = query.where(FinalJob.id == bindparam("p_job"))
+    if one_study:
+        query = query.where(FinalJob.study_id == bindparam("p_study"))
+    return query.with_for_update(skip_locked=True)
+
+
+def _claim_final_job(
+    connection: Connection, worker_id: int, study_id: int | None, job_id: int | None = None
+) -> FinalJob | None:
+    """The body of Store.claim_final_job, in the caller's transaction; finding none is one plain query."""
+    query = _final_job_query(job_id is not None, study_id is not None)
+    found = connection.scalar(query, {"p_job": job_id, "p_study": study_id})
+    if found is None:
+        return None
+    now = utcnow()
+    session = Session(bind=connection, expire_on_commit=False)  # joins the caller's transaction
+    job = session.get_one(FinalJob, found)
+    study = session.get_one(Study, job.study_id)
+    job.state, job.worker_id = TrialState.RUNNING, worker_id
+    job.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
+    job.started_at = job.started_at or now
+    job.attempts += 1
+    session.flush()
+    session.close()
+    connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
+    return job
 
 
 def _add_metrics(connection: Connection, table: Any, owner: dict[str, int], logs: Mapping[str, float]) -> None:
