@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from hpsearch.errors import StoreError, UsageError
@@ -123,6 +123,21 @@ class Store:
         except DBAPIError as exc:
             raise connection_error(exc, self.engine.url) from exc
 
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """For statements each atomic on its own (reads, a single conditional UPDATE): on PostgreSQL each one
+        commits by itself, one round trip instead of three with BEGIN and COMMIT (the coordinator's tick runs
+        several); SQLite, in-process, runs them in a transaction as usual."""
+        if self.engine.dialect.name != "postgresql":
+            with self._transaction() as connection:
+                yield connection
+            return
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                yield connection
+        except DBAPIError as exc:
+            raise connection_error(exc, self.engine.url) from exc
+
     # --- studies -------------------------------------------------------------------------------------
 
     def create_study(
@@ -156,7 +171,7 @@ class Store:
         query = select(Study).order_by(Study.id)
         if states is not None:
             query = query.where(Study.state.in_(list(states)))
-        with self.session() as session:
+        with self._autocommit() as connection, Session(bind=connection, expire_on_commit=False) as session:
             return list(session.scalars(query))
 
     def study_by_id(self, study_id: int) -> Study:
@@ -219,7 +234,7 @@ class Store:
             .order_by(Trial.number)
         )
         curves: dict[int, dict[int, float]] = {}
-        with self._transaction() as connection:
+        with self._autocommit() as connection:
             rows = connection.execute(query).all()
             if with_curves and rows:
                 metric = (
@@ -303,8 +318,8 @@ class Store:
             .order_by(Trial.finished_at.desc(), Trial.id.desc())
             .limit(up_to)
         )
-        with self.session() as session:
-            states = list(session.scalars(query))
+        with self._autocommit() as connection:
+            states = list(connection.scalars(query))
         run = 0
         for state in states:
             if state != TrialState.FAILED:
@@ -491,24 +506,18 @@ class Store:
             trial.error = f"{trial.error}\n{reason}" if trial.error else reason
 
     def hold_coordinator_lease(self, study_id: int, holder: str, lease_seconds: float) -> bool:
-        """Take or renew the study's coordinator lease; False while another live coordinator holds it."""
+        """Take or renew the study's coordinator lease; False while another live coordinator holds it. One
+        conditional UPDATE (the holder renews, anyone takes a lapsed lease), else an INSERT of a first lease
+        that loses quietly to another coordinator's."""
         now = utcnow()
         expires = now + timedelta(seconds=lease_seconds)
-        with self.session() as session:
-            lease = session.scalar(
-                select(CoordinatorLease).where(CoordinatorLease.study_id == study_id).with_for_update()
-            )
-            if lease is None:
-                session.add(CoordinatorLease(study_id=study_id, holder=holder, expires_at=expires))
-                try:
-                    session.flush()
-                except IntegrityError:  # another coordinator created the row at the same moment
-                    return False
+        lease = {"p_study": study_id, "p_holder": holder, "p_now": now, "p_expires": expires}
+        with self._autocommit() as connection:
+            if connection.execute(_TAKE_LEASE, lease).rowcount:
                 return True
-            if lease.holder != holder and lease.expires_at > now:
-                return False
-            lease.holder, lease.expires_at = holder, expires
-            return True
+            first = {"study_id": study_id, "holder": holder, "expires_at": expires}
+            taken = _insert_new(connection.dialect.name, CoordinatorLease).returning(CoordinatorLease.holder)
+            return connection.execute(taken, first).first() is not None
 
     def close_queued(self, study_id: int, reason: str) -> int:
         """A budget ran out: trials still waiting will never start (PRUNED, with the reason)."""
@@ -851,6 +860,14 @@ _END_ATTEMPT = (
     .where(TrialAttempt.trial_id == bindparam("p_trial"), TrialAttempt.ended_at.is_(None))
     .values(outcome=bindparam("p_outcome"), ended_at=_NOW)
 )
+_TAKE_LEASE = (
+    update(CoordinatorLease)
+    .where(
+        CoordinatorLease.study_id == bindparam("p_study"),
+        or_(CoordinatorLease.holder == bindparam("p_holder"), CoordinatorLease.expires_at <= _NOW),
+    )
+    .values(holder=bindparam("p_holder"), expires_at=bindparam("p_expires", type_=DateTime))
+)
 _WORKER_SEEN = update(Worker).where(Worker.id == bindparam("p_worker")).values(last_heartbeat_at=_NOW)
 _WORKER_STATE = _WORKER_SEEN.values(state=bindparam("p_state"))
 
@@ -874,8 +891,8 @@ def _report(direction: str, scored: bool) -> Any:
 
 
 @functools.cache
-def _metrics_insert(dialect: str, table: Any) -> Any:
-    """INSERT of metric rows that keeps a row already there (a repeated report writes nothing)."""
+def _insert_new(dialect: str, table: Any) -> Any:
+    """INSERT that keeps a row already there (a repeated metric report, a lease another coordinator took)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
 
 
@@ -971,7 +988,7 @@ def _add_metrics(connection: Connection, table: Any, owner: dict[str, int], logs
         for name, value in logs.items()
     ]
     if rows:
-        connection.execute(_metrics_insert(connection.dialect.name, table), rows)
+        connection.execute(_insert_new(connection.dialect.name, table), rows)
 
 
 def _end_attempt(connection: Connection, trial_id: int, outcome: str, now: Any) -> None:
