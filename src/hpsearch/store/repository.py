@@ -98,7 +98,13 @@ def _finite_or_none(value: float) -> float | None:
 class Store:
     """Every query of hpsearch. With ``retry_seconds`` (workers and coordinators), a lost connection is
     retried with backoff for that long, so a database restart pauses them instead of ending them; every
-    method is one transaction and safe to repeat (metric writes are idempotent)."""
+    method is one transaction (or statements each atomic on their own, see _autocommit) and safe to repeat
+    (metric writes are idempotent).
+
+    Three ways to talk to the database: ``session()`` (ORM) for most methods; ``_transaction()``, a plain
+    connection running prebuilt statements, for what runs per trial or per tick (claim, heartbeat, epoch
+    report, finish, queueing, history), where the ORM's unit of work was most of the client CPU; and
+    ``_autocommit()`` for the coordinator's single-statement reads and lease."""
 
     def __init__(self, engine: Engine, retry_seconds: float = 0.0) -> None:
         self.engine = engine
