@@ -14,7 +14,8 @@ barrier, so the figures measure coordination, not start-up.
 Printed per run: end-to-end trials/s; p50 and p99 latency of a claim (Optuna: ask) and of one epoch report;
 and the per-trial coordination time around trials 100, 1,000 and 10,000 (median over the 100 trials around
 each): hpsearch = the coordinator's time planning the trial (a tick's time shared by the trials it queued)
-+ claim + heartbeat + 3 reports + finish; Optuna = ask + 3 reports + tell.
++ claim + heartbeat + 3 reports + finish; Optuna = ask + 3 reports + tell. Each process's CPU time from the
+barrier to its end (``time.process_time()``) is printed per trial: workers together, and the coordinator.
 """
 
 from __future__ import annotations
