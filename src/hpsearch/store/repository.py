@@ -102,9 +102,10 @@ class Store:
     (metric writes are idempotent).
 
     Three ways to talk to the database: ``session()`` (ORM) for most methods; ``_transaction()``, a plain
-    connection running prebuilt statements, for what runs per trial or per tick (claim, heartbeat, epoch
-    report, finish, queueing, history), where the ORM's unit of work was most of the client CPU; and
-    ``_autocommit()`` for the coordinator's single-statement reads and lease."""
+    connection running prebuilt statements, for the writes that run per trial or per tick (claim,
+    heartbeat, epoch report, finish, queueing), where the ORM's unit of work was most of the client CPU; and
+    ``_autocommit()`` for the reads a tick or an idle worker repeats (studies, history, failures, a study's
+    state) and the coordinator's lease."""
 
     def __init__(self, engine: Engine, retry_seconds: float = 0.0) -> None:
         self.engine = engine
@@ -185,7 +186,7 @@ class Store:
             return session.get_one(Study, study_id)
 
     def study_state(self, study_id: int) -> str:
-        with self._transaction() as connection:
+        with self._autocommit() as connection:
             return connection.scalars(_STUDY_STATE, {"p_study": study_id}).one()
 
     def set_study_state(self, study_id: int, state: StudyState, message: str | None = None) -> None:
