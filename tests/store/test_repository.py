@@ -143,13 +143,19 @@ def test_a_promotion_whose_parent_lost_its_checkpoint_starts_over_with_a_note(st
     assert "parent's checkpoint is gone" in (store.trial(study.id, 1).error or "")
 
 
-def test_a_final_job_is_claimed_once_with_a_lease(store: Store) -> None:
+def _study_with_a_final_job(store: Store) -> tuple[Study, FinalJob]:
+    """A study with one queued trial and a queued promotion of it."""
     study = add_study(store)
     store.add_trials(study, [NewTrial({"u": 1}, 3)])
     trial = store.trial(study.id, 0)
     job, _ = store.create_final_job(
         FinalJob(study_id=study.id, trial_id=trial.id, params=trial.params, train_on="train", epochs=5, seed=1)
     )
+    return study, job
+
+
+def test_a_final_job_is_claimed_once_with_a_lease(store: Store) -> None:
+    study, job = _study_with_a_final_job(store)
     one, two = store.register_worker("w1", "h", 1, None), store.register_worker("w2", "h", 2, None)
     claimed = store.claim_final_job(one, study.id)
     assert claimed is not None and claimed.id == job.id and claimed.attempts == 1
@@ -161,12 +167,7 @@ def test_a_final_job_is_claimed_once_with_a_lease(store: Store) -> None:
 
 
 def test_a_worker_is_handed_trials_first_then_promotions(store: Store) -> None:
-    study = add_study(store)
-    store.add_trials(study, [NewTrial({"u": 1}, 3)])
-    trial = store.trial(study.id, 0)
-    job, _ = store.create_final_job(
-        FinalJob(study_id=study.id, trial_id=trial.id, params=trial.params, train_on="train", epochs=5, seed=1)
-    )
+    study, job = _study_with_a_final_job(store)
     worker = store.register_worker("w1", "h", 1, None)
     first = store.claim_next(worker, study.id)
     assert not isinstance(first, FinalJob) and first is not None and first.number == 0
