@@ -125,7 +125,7 @@ def prefill_hpsearch(store: Any, study_id: int, count: int) -> None:
     import sqlalchemy as sa
 
     from hpsearch.store.models import Trial, TrialMetric, TrialParam, utcnow
-    from hpsearch.store.repository import param_row
+    from hpsearch.store.repository import param_values
 
     now = utcnow()
     params = finished_params(count)
@@ -149,17 +149,7 @@ def prefill_hpsearch(store: Any, study_id: int, count: int) -> None:
     with store.session() as session:
         session.execute(sa.insert(Trial), trials)
         ids = dict(session.execute(sa.select(Trial.number, Trial.id).where(Trial.study_id == study_id)).all())
-        rows = []
-        for n, p in enumerate(params):
-            for name, value in p.items():
-                row = param_row(name, value)
-                rows.append(
-                    {
-                        c: getattr(row, c)
-                        for c in ("name", "value_type", "value_int", "value_float", "value_text", "value_bool")
-                    }
-                    | {"trial_id": ids[n]}
-                )
+        rows = [param_values(ids[n], name, value) for n, p in enumerate(params) for name, value in p.items()]
         session.execute(sa.insert(TrialParam), rows)
         metrics = [
             {"trial_id": ids[n], "epoch": e, "name": "val_loss", "value": objective(p, e), "recorded_at": now}

@@ -77,18 +77,19 @@ class ClaimedTrial:
     checkpoint_sha256: str | None
 
 
-def param_row(name: str, value: Value) -> TrialParam:
-    """One typed row; ints also fill value_float so numeric filters work on both."""
-    row = TrialParam(name=name)
+def param_values(trial_id: int, name: str, value: Value) -> dict[str, Any]:
+    """One typed trial_params row as column values (for a Core INSERT); ints also fill value_float so numeric
+    filters work on both."""
+    row: dict[str, Any] = dict.fromkeys(("value_int", "value_float", "value_text", "value_bool"))
     if isinstance(value, bool):
-        row.value_type, row.value_bool = "bool", value
+        row |= {"value_type": "bool", "value_bool": value}
     elif isinstance(value, int):
-        row.value_type, row.value_int, row.value_float = "int", value, float(value)
+        row |= {"value_type": "int", "value_int": value, "value_float": float(value)}
     elif isinstance(value, float):
-        row.value_type, row.value_float = "float", value
+        row |= {"value_type": "float", "value_float": value}
     else:
-        row.value_type, row.value_text = "str", str(value)
-    return row
+        row |= {"value_type": "str", "value_text": str(value)}
+    return {"trial_id": trial_id, "name": name} | row
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -303,7 +304,7 @@ class Store:
             ]
             ids = connection.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows).all()
             params = [
-                _param_values(trial_id, name, value)
+                param_values(trial_id, name, value)
                 for trial_id, new in zip(ids, new_trials, strict=True)
                 for name, value in new.params.items()
             ]
@@ -374,7 +375,8 @@ class Store:
             return _claim_trial(connection, worker_id, study_id) or _claim_final_job(connection, worker_id, study_id)
 
     def _owned(self, trial_id: int, worker_id: int) -> Any:
-        return and_(Trial.id == trial_id, Trial.worker_id == worker_id, Trial.state == TrialState.RUNNING)
+        """_OWNED (the condition the prebuilt statements use) with this trial and worker bound."""
+        return _OWNED.params(p_trial=trial_id, p_worker=worker_id)
 
     def heartbeat(self, trial_id: int, worker_id: int, lease_seconds: float) -> HeartbeatAnswer:
         """Renew the lease. ``lost``: another worker owns the trial now; ``stop``: the strategy stops (prunes)
@@ -467,7 +469,7 @@ class Store:
                 new = {k: v for k, v in extra_params.items() if k not in trial.params}
                 connection.execute(update(Trial).where(Trial.id == trial_id).values(params={**trial.params, **new}))
                 if new:
-                    connection.execute(insert(TrialParam), [_param_values(trial_id, k, v) for k, v in new.items()])
+                    connection.execute(insert(TrialParam), [param_values(trial_id, k, v) for k, v in new.items()])
             connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "IDLE", "p_now": now})
             return True
 
@@ -922,7 +924,7 @@ def _claim_trial(connection: Connection, worker_id: int, study_id: int | None) -
     if checkpoint is None and row.parent_trial_id is not None:
         note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {row.initial_epoch}"
         error = f"{error}\n{note}" if error else note
-    attempts = connection.scalar(_ATTEMPTS, {"p_trial": trial_id}) if claimed_before else 0
+    attempts: int = connection.scalar(_ATTEMPTS, {"p_trial": trial_id}) if claimed_before else 0
     start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
     connection.execute(
         _CLAIM,
@@ -936,7 +938,7 @@ def _claim_trial(connection: Connection, worker_id: int, study_id: int | None) -
     )
     connection.execute(
         _NEW_ATTEMPT,
-        {"trial_id": trial_id, "attempt": (attempts or 0) + 1, "worker_id": worker_id,
+        {"trial_id": trial_id, "attempt": attempts + 1, "worker_id": worker_id,
          "start_epoch": start_epoch, "started_at": now},
     )  # fmt: skip
     connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
@@ -1000,13 +1002,6 @@ def _add_metrics(connection: Connection, table: Any, owner: dict[str, int], logs
 
 def _end_attempt(connection: Connection, trial_id: int, outcome: str, now: Any) -> None:
     connection.execute(_END_ATTEMPT, {"p_trial": trial_id, "p_outcome": outcome, "p_now": now})
-
-
-def _param_values(trial_id: int, name: str, value: Value) -> dict[str, Any]:
-    """A trial_params row as column values (for a Core INSERT)."""
-    row = param_row(name, value)
-    columns = ("name", "value_type", "value_int", "value_float", "value_text", "value_bool")
-    return {"trial_id": trial_id} | {column: getattr(row, column) for column in columns}
 
 
 def _retry_or_fail(session: Session, trial: Trial, reason: str, max_retries: int, now: Any) -> None:
