@@ -19,19 +19,28 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    String,
+    Text,
     and_,
     bindparam,
     case,
+    cast,
     delete,
+    exists,
     func,
     insert,
+    literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from hpsearch.errors import StoreError, UsageError
 from hpsearch.space import Value
@@ -383,7 +392,7 @@ class Store:
         it; ``pause``: its study was stopped, so the trial goes back to the queue to resume later."""
         now = utcnow()
         owner = {"p_trial": trial_id, "p_worker": worker_id}
-        with self._transaction() as connection:
+        with self._autocommit() as connection:  # two facts, each atomic on its own
             renewed = connection.execute(
                 _HEARTBEAT, owner | {"p_lease": now + timedelta(seconds=lease_seconds)}
             ).first()
@@ -413,8 +422,12 @@ class Store:
             others = (logs.get(name) for name in other_objectives)
             parameters["p_value"] = float(value)
             parameters["p_values"] = [float(value), *(None if v is None else _finite_or_none(v) for v in others)]
-        with self._transaction() as connection:
-            # One UPDATE (row lock, epoch count, best objective compared in SQL) and one INSERT per epoch.
+        # One UPDATE (row lock, epoch count, best objective compared in SQL) and one INSERT per epoch.
+        with self._autocommit() as connection:
+            if connection.dialect.name == "postgresql":
+                names = {"p_names": list(logs), "p_logs": [_finite_or_none(float(v)) for v in logs.values()]}
+                report = _report_with_metrics(direction, scored)
+                return connection.execute(report, parameters | names | {"p_now": utcnow()}).first() is not None
             if connection.execute(_report(direction, scored), parameters).first() is None:
                 return False
             _add_metrics(connection, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
@@ -451,26 +464,25 @@ class Store:
         error: str | None = None,
         extra_params: Mapping[str, Value] | None = None,
     ) -> bool:
-        now = utcnow()
+        """End a trial the worker owns (False if it does not): its state, duration and error (appended to an
+        earlier attempt's), its attempt, the worker idle, and parameters it declared while training."""
+        parameters = {
+            "p_trial": trial_id, "p_worker": worker_id, "p_outcome": state, "p_error": error,
+            "p_state": "IDLE", "p_now": utcnow(),
+        }  # fmt: skip
+        if not extra_params and self.engine.dialect.name == "postgresql":
+            with self._autocommit() as connection:
+                return connection.execute(_FINISH_ALL, parameters).first() is not None
         with self._transaction() as connection:
-            trial = connection.execute(_FINISHING, {"p_trial": trial_id, "p_worker": worker_id}).first()
+            trial = connection.execute(_FINISH, parameters).first()
             if trial is None:
                 return False
-            if error is not None:
-                error = f"{trial.error}\n{error}" if trial.error else error
-            duration = (now - trial.started_at).total_seconds() if trial.started_at else None
-            connection.execute(
-                _FINISH,
-                {"p_trial": trial_id, "p_state": state, "p_now": now, "p_duration": duration,
-                 "p_error": error if error is not None else trial.error},
-            )  # fmt: skip
-            _end_attempt(connection, trial_id, state, now)
+            _together(connection, (_END_ATTEMPT, _WORKER_STATE), parameters)
             if extra_params:
                 new = {k: v for k, v in extra_params.items() if k not in trial.params}
                 connection.execute(update(Trial).where(Trial.id == trial_id).values(params={**trial.params, **new}))
                 if new:
                     connection.execute(insert(TrialParam), [param_values(trial_id, k, v) for k, v in new.items()])
-            connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "IDLE", "p_now": now})
             return True
 
     def release(self, trial_id: int, worker_id: int) -> None:
@@ -723,7 +735,7 @@ class Store:
             return worker.id
 
     def worker_alive(self, worker_id: int, state: str) -> None:
-        with self._transaction() as connection:
+        with self._autocommit() as connection:
             connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": state, "p_now": utcnow()})
 
     def worker_stopped(self, worker_id: int) -> None:
@@ -815,6 +827,25 @@ def claim_query(one_study: bool) -> Any:
     return query
 
 
+class SecondsSince(FunctionElement[float]):
+    """Seconds from a DateTime column to a DateTime value, computed by the database."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(SecondsSince, "postgresql")
+def _seconds_since_postgresql(element: SecondsSince, compiler: Any, **kw: Any) -> str:
+    start, end = element.clauses
+    return f"EXTRACT(EPOCH FROM ({compiler.process(end, **kw)} - {compiler.process(start, **kw)}))"
+
+
+@compiles(SecondsSince)
+def _seconds_since_sqlite(element: SecondsSince, compiler: Any, **kw: Any) -> str:
+    start, end = element.clauses
+    return f"(julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 86400.0"
+
+
 # --- the worker's per-trial statements, built once (bind parameters are p_*: a name that is also a column's
 # would add that column to an UPDATE's SET) ---------------------------------------------------------------
 
@@ -842,7 +873,13 @@ _LATEST_CHECKPOINT = (
     .limit(1)
 )
 _ATTEMPTS = select(func.count()).where(TrialAttempt.trial_id == bindparam("p_trial"))
-_NEW_ATTEMPT = insert(TrialAttempt)
+_NEW_ATTEMPT = insert(TrialAttempt).values(
+    trial_id=bindparam("p_trial"),
+    attempt=bindparam("p_attempt"),
+    worker_id=bindparam("p_worker"),
+    start_epoch=bindparam("p_start_epoch"),
+    started_at=_NOW,
+)
 _HEARTBEAT = (
     update(Trial)
     .where(_OWNED)
@@ -852,17 +889,18 @@ _HEARTBEAT = (
         select(Study.state).where(Study.id == Trial.study_id).scalar_subquery().label("study_state"),
     )
 )
-_FINISHING = select(Trial.started_at, Trial.error, Trial.params).where(_OWNED).with_for_update()
+_ERROR = bindparam("p_error", type_=Text)
 _FINISH = (
     update(Trial)
-    .where(Trial.id == bindparam("p_trial"))
+    .where(_OWNED)
     .values(
-        state=bindparam("p_state"),
+        state=bindparam("p_outcome"),
         finished_at=_NOW,
         lease_expires_at=None,
-        duration_seconds=bindparam("p_duration", type_=Float),
-        error=bindparam("p_error"),
+        duration_seconds=SecondsSince(Trial.started_at, _NOW),
+        error=case((_ERROR.is_(None), Trial.error), (Trial.error.is_(None), _ERROR), else_=Trial.error + "\n" + _ERROR),
     )
+    .returning(Trial.params)
 )
 _END_ATTEMPT = (
     update(TrialAttempt)
@@ -899,6 +937,50 @@ def _report(direction: str, scored: bool) -> Any:
     return update(Trial).where(_OWNED).values(changes).returning(Trial.id)
 
 
+# --- PostgreSQL runs writes that belong together as one statement (data-modifying CTEs): one round trip,
+# atomic on its own, so outside a transaction it needs no BEGIN and COMMIT either (a transaction of two
+# statements is four round trips). SQLite, in-process, runs the same writes one after another. -------------
+
+
+def _together(connection: Connection, statements: Sequence[Any], parameters: dict[str, Any]) -> None:
+    """Run unconditional writes (bind parameters all in ``parameters``) in one round trip on PostgreSQL."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_as_one(tuple(statements)), parameters)
+    else:
+        for statement in statements:
+            connection.execute(statement, parameters)
+
+
+@functools.cache
+def _as_one(statements: tuple[Any, ...]) -> Any:
+    return select(literal(1)).add_cte(*(s.cte(f"write_{i}") for i, s in enumerate(statements)))
+
+
+_FINISHED = _FINISH.cte("finished")
+# Finish a trial (if the worker still owns it), end its attempt and mark its worker idle: one statement.
+_FINISH_ALL = select(_FINISHED.c.params).add_cte(
+    _END_ATTEMPT.where(exists(_FINISHED.select())).cte("ended"),
+    _WORKER_STATE.where(exists(_FINISHED.select())).cte("idle"),
+)
+
+
+@functools.cache
+def _report_with_metrics(direction: str, scored: bool) -> Any:
+    """_report and the epoch's metric rows (``p_names``, ``p_logs``; a row already there is kept), one
+    PostgreSQL statement; it returns a row only when the worker still owns the trial."""
+    reported = _report(direction, scored).cte("reported")
+    logs = (
+        func.unnest(cast(bindparam("p_names"), ARRAY(String)), cast(bindparam("p_logs"), ARRAY(Float)))
+        .table_valued("name", "value")
+        .render_derived("logs")
+    )
+    rows = select(reported.c.id, bindparam("p_epoch", type_=Integer), logs.c.name, logs.c.value, _NOW)
+    metrics = postgresql.insert(TrialMetric).from_select(
+        ["trial_id", "epoch", "name", "value", "recorded_at"], rows.select_from(reported.join(logs, true()))
+    )
+    return select(reported.c.id).add_cte(metrics.on_conflict_do_nothing().cte("metrics"))
+
+
 @functools.cache
 def _insert_new(dialect: str, table: Any) -> Any:
     """INSERT that keeps a row already there (a repeated metric report, a lease another coordinator took)."""
@@ -926,22 +1008,12 @@ def _claim_trial(connection: Connection, worker_id: int, study_id: int | None) -
         error = f"{error}\n{note}" if error else note
     attempts: int = connection.scalar(_ATTEMPTS, {"p_trial": trial_id}) if claimed_before else 0
     start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
-    connection.execute(
-        _CLAIM,
-        {
-            "p_trial": trial_id,
-            "p_worker": worker_id,
-            "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
-            "p_started": row.started_at or now,
-            "p_error": error,
-        },
-    )
-    connection.execute(
-        _NEW_ATTEMPT,
-        {"trial_id": trial_id, "attempt": attempts + 1, "worker_id": worker_id,
-         "start_epoch": start_epoch, "started_at": now},
-    )  # fmt: skip
-    connection.execute(_WORKER_STATE, {"p_worker": worker_id, "p_state": "BUSY", "p_now": now})
+    claim = {
+        "p_trial": trial_id, "p_worker": worker_id, "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
+        "p_started": row.started_at or now, "p_error": error, "p_attempt": attempts + 1,
+        "p_start_epoch": start_epoch, "p_now": now, "p_state": "BUSY",
+    }  # fmt: skip
+    _together(connection, (_CLAIM, _NEW_ATTEMPT, _WORKER_STATE), claim)
     return ClaimedTrial(
         trial_id=trial_id,
         study_id=row.study_id,
