@@ -235,7 +235,8 @@ def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue
         queued.clear()
         if not running:
             break
-        time.sleep(poll)
+        if not coordinator.queued:  # as Coordinator.run
+            time.sleep(poll)
     cpu = time.process_time() - cpu
     store.engine.dispose()
     queue.put(("coordinator", ticks, cpu))

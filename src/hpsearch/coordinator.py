@@ -85,6 +85,7 @@ class Coordinator:
         self._histories: dict[int, _History] = {}
         self._checked_at = -float("inf")  # last lease expiry and live-worker count (monotonic clock)
         self._live_workers = 0
+        self.queued = 0  # trials the last tick queued
 
     def history(self, study_id: int, with_curves: bool) -> list[TrialView]:
         """The study's trials, read incrementally (see _History)."""
@@ -102,6 +103,7 @@ class Coordinator:
     def tick(self) -> list[Study]:
         """One pass over every running study whose lease this coordinator holds; returns the running
         studies (held or not)."""
+        self.queued = 0
         studies = self.running_studies()
         # Leases last seconds and workers count as live for 30 s: checking both once a second is enough,
         # and keeps a fast tick loop (many trials a second) from repeating them.
@@ -173,6 +175,7 @@ class Coordinator:
         new, out_of_epochs = self._within_epoch_budget(search, history, new)
         if new:
             numbers = self.store.add_trials(study, new)
+            self.queued += len(numbers)
             log.info("study %s: queued trials %s", study.name, numbers)
             return True
         if out_of_epochs:
@@ -213,4 +216,5 @@ class Coordinator:
                 on_tick()
             if until_done and not still_running:
                 return
-            time.sleep(self.poll_seconds)
+            if not self.queued:  # after a tick that queued trials, workers want more: no pause
+                time.sleep(self.poll_seconds)
