@@ -196,3 +196,28 @@ def test_the_history_kept_between_ticks_equals_a_fresh_read(store: Store, with_c
     kept = coordinator.history(study.id, with_curves)
     assert kept == store.history(study.id, with_curves)
     assert kept[2].epochs_done == 2 and (kept[2].curve == {1: pytest.approx(0.2), 2: 0.9} or not with_curves)
+
+
+def test_run_pauses_only_after_a_tick_that_queued_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = budget_study(store, "pace")
+    with store.session() as session:
+        session.get_one(Study, study.id).max_trials = 4
+    coordinator = Coordinator(store, ["pace"], poll_seconds=0.25, prefetch=0)
+    worker = store.register_worker("sim", "host", 1, None)
+    pauses: list[float] = []
+    monkeypatch.setattr("hpsearch.coordinator.time.sleep", pauses.append)
+    queued_per_tick: list[int] = []
+
+    def workers_every_other_tick() -> None:
+        queued_per_tick.append(coordinator.queued)
+        if len(queued_per_tick) % 2 == 0:  # on odd ticks the queued trial waits: the next tick plans nothing
+            return
+        while (claimed := store.claim(worker, study.id)) is not None:
+            store.record_epoch(claimed.trial_id, worker, 1, {"val_accuracy": 0.5}, "val_accuracy", "max")
+            store.finish(claimed.trial_id, worker, TrialState.COMPLETED)
+
+    coordinator.run(until_done=True, on_tick=workers_every_other_tick)
+    assert store.study_by_id(study.id).state == StudyState.COMPLETED
+    assert sum(queued_per_tick) == 4 and 0 in queued_per_tick[:-1]
+    # The last tick ends the run; every other tick that queued nothing pauses, and only those.
+    assert pauses == [0.25] * queued_per_tick[:-1].count(0)

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from hpsearch.errors import StoreError, UsageError
 from hpsearch.store import Store, StudyState, TrialState, open_store
 from hpsearch.store.db import make_engine
-from hpsearch.store.models import Artifact, Base, FinalJob, Study, TrialMetric, TrialParam
+from hpsearch.store.models import Artifact, Base, FinalJob, Study, TrialMetric, TrialParam, Worker
 from hpsearch.strategies import NewTrial
 
 from ..conftest import add_study
@@ -129,6 +129,32 @@ def test_a_reclaimed_trial_resumes_from_its_checkpoint_as_a_new_attempt(store: S
         rows = {r.name: r for r in session.scalars(sa.select(TrialParam).where(TrialParam.trial_id == trial.id))}
     assert (rows["batch"].value_type, rows["batch"].value_int) == ("int", 32)
     assert rows["u"].value_int == 1
+
+
+def test_finish_keeps_earlier_errors_times_the_trial_and_frees_the_worker(store: Store) -> None:
+    study = add_study(store, lease_seconds=0.0)
+    store.add_trials(study, [NewTrial({}, 3), NewTrial({}, 3)])
+    one, two = store.register_worker("w1", "h", 1, None), store.register_worker("w2", "h", 2, None)
+    first = store.claim(one)
+    assert first is not None and store.expire_leases({study.id: 1}) == 1
+    again = store.claim(two)
+    assert again is not None and again.trial_id == first.trial_id
+    assert not store.finish(first.trial_id, one, TrialState.COMPLETED, "late")  # the lost worker changes nothing
+    assert store.finish(again.trial_id, two, TrialState.FAILED, "ValueError: boom")
+    trial = store.trial(study.id, 0)
+    assert trial.state == TrialState.FAILED and trial.worker_id == two and trial.lease_expires_at is None
+    lost, boom = (trial.error or "").split("\n")
+    assert lost.startswith("lease expired") and boom == "ValueError: boom"
+    assert trial.started_at is not None and trial.finished_at is not None and trial.duration_seconds is not None
+    elapsed = (trial.finished_at - trial.started_at).total_seconds()
+    assert trial.duration_seconds == pytest.approx(elapsed, abs=2e-3)  # computed in SQL: SQLite keeps milliseconds
+    assert [a.outcome for a in store.attempts(trial.id)] == ["LOST", "FAILED"]
+    # A finish without an error keeps the one already there; no error at all stays None.
+    second = store.claim(two)
+    assert second is not None and store.finish(second.trial_id, two, TrialState.COMPLETED)
+    assert store.trial(study.id, 1).error is None
+    with store.session() as session:
+        assert session.get_one(Worker, two).state == "IDLE"
 
 
 def test_a_promotion_whose_parent_lost_its_checkpoint_starts_over_with_a_note(store: Store) -> None:
