@@ -115,7 +115,9 @@ class Store:
     connection running prebuilt statements, for the writes that run per trial or per tick (claim,
     heartbeat, epoch report, finish, queueing), where the ORM's unit of work was most of the client CPU; and
     ``_autocommit()`` for the reads a tick or an idle worker repeats (studies, history, failures, a study's
-    state) and the coordinator's lease."""
+    state), the coordinator's lease, a heartbeat (two facts, each atomic on its own), and on PostgreSQL an
+    epoch report and a finish: each one statement (the writes that belong together joined as data-modifying
+    CTEs), so one round trip; a claim's writes are likewise one statement inside its transaction."""
 
     def __init__(self, engine: Engine, retry_seconds: float = 0.0) -> None:
         self.engine = engine
