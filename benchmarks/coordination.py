@@ -226,17 +226,19 @@ def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue
     coordinator = Coordinator(store, [study], poll_seconds=poll, prefetch=prefetch)
     make_strategy(store.study(study).spec["search"]).prepare()
     ticks: list[tuple[list[int], float]] = []
-    ready.wait()
-    cpu = time.process_time()
-    while True:
+    original_tick = coordinator.tick
+
+    def tick() -> Any:
         start = time.perf_counter()
-        running = coordinator.tick()
+        running = original_tick()
         ticks.append((list(queued), time.perf_counter() - start))
         queued.clear()
-        if not running:
-            break
-        if not coordinator.queued:  # as Coordinator.run
-            time.sleep(poll)
+        return running
+
+    coordinator.tick = tick  # type: ignore[method-assign]
+    ready.wait()
+    cpu = time.process_time()
+    coordinator.run(until_done=True)  # the real loop, each tick timed
     cpu = time.process_time() - cpu
     store.engine.dispose()
     queue.put(("coordinator", ticks, cpu))
