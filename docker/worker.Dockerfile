@@ -52,7 +52,7 @@ COPY src /tmp/hpsearch/src
 RUN set -eu; \
     pip install --no-deps /tmp/hpsearch; \
     rm -rf /tmp/hpsearch; \
-    python -c "import keras, hpsearch.worker; print('keras', keras.__version__, 'backend', keras.backend.backend())"; \
+    python -c "import keras, hpsearch.execution.worker; print('keras', keras.__version__, 'backend', keras.backend.backend())"; \
     hpsearch --help > /dev/null
 
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin hpsearch \

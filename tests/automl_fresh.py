@@ -26,7 +26,7 @@ def run(mode: str, directory: str) -> dict[str, Any]:
 
     import keras_tuner as kt
 
-    from hpsearch.loading import keras_inputs
+    from hpsearch.execution.loading import keras_inputs
     from tests.test_automl import hypermodel_for
 
     keras.utils.set_random_seed(0)

@@ -346,7 +346,7 @@ def test_bad_input(
 
 def queue_one_trial(url: str, study_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`hpsearch study create` (in this process), then one coordinator step queues trial 0."""
-    from hpsearch.coordinator import Coordinator
+    from hpsearch.control.coordinator import Coordinator
     from hpsearch.store import open_store
 
     code, _, err = run_cli(["study", "create", str(study_file)], capsys)

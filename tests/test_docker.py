@@ -425,7 +425,7 @@ print(json.dumps(sorted({d for m in list(sys.modules) for d in dists.get(m.split
 # What the coordinator image runs: the CLI, `db upgrade`, the coordinator loop and the samplers' lazy imports.
 COORDINATOR_MODULES = (
     "hpsearch.cli",
-    "hpsearch.coordinator",
+    "hpsearch.control.coordinator",
     "hpsearch.store.db",
     "hpsearch.strategies.samplers",
     "hpsearch.strategies.schedulers",

@@ -10,12 +10,12 @@ import pytest
 
 from hpsearch.errors import UsageError
 from hpsearch.paths import UnsafePath, artifact_path, ensure_writable_root, stored_artifact
-from hpsearch.retention import collect
+from hpsearch.analysis.retention import collect
 from hpsearch.spec import load_spec
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, Study
 from hpsearch.strategies import NewTrial
-from hpsearch.worker import Worker, _StudyCache, _TrialRun
+from hpsearch.execution.worker import Worker, _StudyCache, _TrialRun
 
 from .conftest import UNIT_X_SPACE, write_tiny_study
 
@@ -141,7 +141,7 @@ def test_a_replaced_checkpoint_outside_the_root_is_not_deleted(
     spec = load_spec(write_tiny_study(tmp_path))
     run = _TrialRun(worker, claimed, _StudyCache(study, spec, tmp_path), task=None, claimed_at=0.0)
     inside = root / "tiny" / "trials" / "0" / "checkpoint-0002.weights.h5"
-    with caplog.at_level(logging.WARNING, logger="hpsearch.worker"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.execution.worker"):
         assert run._handle(("checkpoint", 2, str(inside), "0" * 64, 10))
     assert precious.read_text() == "keep me"
     assert "outside the artifact root" in caplog.text

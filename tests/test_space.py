@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.errors import SpecError, UserCodeError
-from hpsearch.loading import load_hypermodel
+from hpsearch.execution.loading import load_hypermodel
 from hpsearch.space import SearchSpace, discover_space, override_config
 from hpsearch.spec import ChoiceParam, FloatParam
 

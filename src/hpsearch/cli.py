@@ -63,7 +63,7 @@ def study_create(
     study_file: Path, db: DbOption = None, artifacts: ArtifactsOption = Path("hpsearch-artifacts")
 ) -> None:
     """Validate a study file, discover its search space and store the study."""
-    from hpsearch.study import create_study
+    from hpsearch.control.studies import create_study
 
     store = open_store(db, create=True)
     study, created = create_study(store, study_file, artifacts)
@@ -99,7 +99,7 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; delete nothing.")] = False,
 ) -> None:
     """Free checkpoints no resume or promotion needs any more (the best trial's is kept)."""
-    from hpsearch.retention import collect
+    from hpsearch.analysis.retention import collect
 
     store = open_store(db)
     result = collect(store, store.study(study), dry_run=dry_run)
@@ -131,7 +131,7 @@ def coordinator(
 ) -> None:
     """Run the coordinator loop for every running study (or the named ones). Start a second one elsewhere
     as a standby: it takes over a study within two lease periods of the first one's death."""
-    from hpsearch.coordinator import Coordinator
+    from hpsearch.control.coordinator import Coordinator
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
     store = open_store(db, retry_seconds=RETRY_SECONDS)
@@ -150,7 +150,7 @@ def worker(
     exit_when_done: Annotated[bool, typer.Option(help="Exit when --study is no longer running.")] = False,
 ) -> None:
     """Pull trials from the database and train them, one child process per trial."""
-    from hpsearch.worker import Worker
+    from hpsearch.execution.worker import Worker
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
     Worker(
@@ -173,8 +173,8 @@ def run(
     artifacts: ArtifactsOption = Path("hpsearch-artifacts"),
 ) -> None:
     """Create (or resume) a study and run it here: the coordinator plus local worker processes."""
-    from hpsearch.coordinator import Coordinator
-    from hpsearch.study import create_study
+    from hpsearch.control.coordinator import Coordinator
+    from hpsearch.control.studies import create_study
 
     url = resolve_url(db)
     store = open_store(url, create=True)
@@ -240,7 +240,7 @@ def automl(
 ) -> None:
     """AutoML from a data file: write a study for an AutoKeras task on DATA (.csv with --target, or .npz with
     x and y) and run it like `hpsearch run`, within --time-limit."""
-    from hpsearch.automl_data import write_study
+    from hpsearch.execution.automl_data import write_study
     from hpsearch.spec import parse_duration
 
     try:
@@ -510,7 +510,7 @@ def promote(
 ) -> None:
     """Retrain the best (or a chosen) trial into the final model: early stopping, checkpoints, resume,
     test evaluation (per class, per slice and threshold) and export. Running it again resumes the job."""
-    from hpsearch.promote import plan_final_job, run_local
+    from hpsearch.control.promotion import plan_final_job, run_local
 
     store = open_store(db, retry_seconds=RETRY_SECONDS if local else 0.0)
     item = store.study(study)
@@ -613,7 +613,7 @@ def report(
     output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path("report.html"),
 ) -> None:
     """One self-contained HTML page (no network needed) with the study's plots and tables."""
-    from hpsearch.report import render_report
+    from hpsearch.analysis.report import render_report
 
     store = open_store(db)
     store.study(study)  # an unknown study is a usage error before any work
@@ -637,7 +637,7 @@ def export(
     ] = None,
 ) -> None:
     """Trials or learning curves as CSV, Parquet or JSON; or a copy in Optuna's storage (optuna-dashboard)."""
-    from hpsearch.export import metrics_frame, to_optuna, trials_frame, write_frame
+    from hpsearch.analysis.export import metrics_frame, to_optuna, trials_frame, write_frame
 
     store = open_store(db)
     item = store.study(study)

@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from hpsearch.control.studies import study_context
 from hpsearch.errors import StoreError
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Study, utcnow
 from hpsearch.strategies import NewTrial, TrialView, make_strategy
-from hpsearch.study import study_context
 
-log = logging.getLogger("hpsearch.coordinator")
+log = logging.getLogger("hpsearch.control.coordinator")
 
 LIVE_WORKER_SECONDS = 30.0
 HOUSEKEEPING_SECONDS = 1.0

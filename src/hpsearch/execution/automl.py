@@ -29,7 +29,7 @@ import keras_tuner as kt
 import numpy as np
 
 from hpsearch.errors import UserCodeError
-from hpsearch.loading import Dataset, Split, keras_inputs, load_object
+from hpsearch.execution.loading import Dataset, Split, keras_inputs, load_object
 
 if TYPE_CHECKING:
     from hpsearch.space import SearchSpace, Value

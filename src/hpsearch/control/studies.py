@@ -1,5 +1,6 @@
-"""Creating a study: validate the file, import and build the hypermodel, load and check the data, discover
-the space, and only then insert one row, so that a bad input leaves the database as it was."""
+"""Study rows: build one from a spec and its discovered space, insert it (or find the same study), and the
+planning context of a stored study. Never imports keras: the user's code is inspected by
+:mod:`hpsearch.execution.discovery` first, so a bad input leaves the database as it was."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import SpecError
-from hpsearch.loading import check_fits, check_model, hypermodel_label, load_dataset, study_hypermodel
 from hpsearch.paths import ensure_writable_root
-from hpsearch.space import SearchSpace, discover_space, override_config
-from hpsearch.spec import StudySpec, load_spec
+from hpsearch.space import SearchSpace
+from hpsearch.spec import StudySpec
 from hpsearch.store import Store
 from hpsearch.store.models import Study
 from hpsearch.strategies import StudyContext, planned_trials
@@ -18,28 +18,11 @@ from hpsearch.strategies import StudyContext, planned_trials
 DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 
 
-def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
-    """Check the hypermodel and the data loader, discover the space, and return the unsaved study row."""
-    base_dir = path.resolve().parent
-    dataset = load_dataset(spec.study.data, base_dir)
-    hypermodel = study_hypermodel(spec, base_dir, dataset)
-
-    def check(model: object, where: str) -> None:
-        check_model(model, where)
-        if spec.automl is None:  # AutoML models adapt their inputs to this data by construction
-            check_fits(model, dataset, spec.study.data)
-
-    space = discover_space(hypermodel, hypermodel_label(spec), check=check)
-    if spec.space:
-        space = override_config(space, spec.space, str(path))
+def study_row(spec: StudySpec, path: Path, space: list[dict[str, Any]], artifact_root: str | Path) -> Study:
+    """The unsaved study row of a study file whose hypermodel declared ``space`` (see
+    :func:`hpsearch.execution.discovery.discover`); checks the initial trials against it."""
     artifact_root = ensure_writable_root(artifact_root)
     _check_initial_trials(spec.search.initial_trials, SearchSpace(space), str(path))
-    if spec.automl is not None and spec.automl.task is not None and spec.automl.seed_initial_trials:
-        from hpsearch.automl import fit_initial_trials, initial_hps
-
-        seeds = fit_initial_trials(initial_hps(spec.automl.task), SearchSpace(space))
-        search = spec.search.model_copy(update={"initial_trials": [*spec.search.initial_trials, *seeds]})
-        spec = spec.model_copy(update={"search": search})
     search = spec.search.model_dump(mode="json")
     primary = spec.study.objectives[0]
     context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)
@@ -55,7 +38,7 @@ def study_row(spec: StudySpec, path: Path, artifact_root: str | Path) -> Study:
         spec=spec.model_dump(mode="json"),
         space=space,
         source_path=str(path.resolve()),
-        base_dir=str(base_dir),
+        base_dir=str(path.resolve().parent),
         artifact_root=str(artifact_root),
     )
 
@@ -73,13 +56,9 @@ def _check_initial_trials(trials: list[dict[str, Any]], space: SearchSpace, sour
                 )
 
 
-def create_study(
-    store: Store, path: str | Path, artifact_root: str | Path = DEFAULT_ARTIFACT_ROOT
-) -> tuple[Study, bool]:
-    """Create the study of a study file, or return the existing one of the same name and spec."""
-    path = Path(path)
-    spec = load_spec(path)
-    return store.create_study(study_row(spec, path, artifact_root), normalize=_current_form)
+def insert_study(store: Store, row: Study) -> tuple[Study, bool]:
+    """Insert a study row, or return the existing study of the same name and spec."""
+    return store.create_study(row, normalize=_current_form)
 
 
 def _current_form(stored: dict[str, Any]) -> dict[str, Any]:

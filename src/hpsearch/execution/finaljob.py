@@ -25,10 +25,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from hpsearch.evaluation import evaluate_predictions
-from hpsearch.loading import Split, check_model, keras_inputs, open_dataset
-from hpsearch.space import Value
-from hpsearch.training import (
+from hpsearch.execution.evaluation import evaluate_predictions
+from hpsearch.execution.loading import Split, check_model, keras_inputs, open_dataset
+from hpsearch.execution.training import (
     StopAware,
     TrialFailed,
     TrialTask,
@@ -39,6 +38,7 @@ from hpsearch.training import (
     make_callbacks,
     sha256_of,
 )
+from hpsearch.space import Value
 
 BEST_WEIGHTS = "best.weights.h5"
 FIT_STATE = "fit_state.json"

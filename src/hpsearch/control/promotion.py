@@ -1,6 +1,6 @@
 """Promotion: choose the trial, plan its final job, and (with ``--local``) run it in this process's worker.
 
-The job itself (retrain, evaluate, export) runs in a worker's child process: see :mod:`hpsearch.finaljob`.
+The job itself (retrain, evaluate, export) runs in a worker's child process: see :mod:`hpsearch.execution.finaljob`.
 Epochs: on ``train`` the job trains up to ``epochs`` (default: the study's max_epochs) and early-stops on
 the validation split with ``patience``; on ``train+validation`` nothing is held out for early stopping, so
 it trains for the promoted trial's best epoch count, as AutoKeras' ``final_fit`` does: the same number of
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 from hpsearch.errors import UsageError
-from hpsearch.paths import artifact_path
 from hpsearch.spec import StudySpec
 from hpsearch.store import Store, TrialState
 from hpsearch.store.models import FinalJob, Study, Trial
@@ -70,10 +68,6 @@ def plan_final_job(
     )
 
 
-def final_job_dir(study: Study, job: FinalJob) -> Path:
-    return artifact_path(study.artifact_root, study.name, "final", job.number)
-
-
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -92,14 +86,3 @@ def take_over_if_abandoned(store: Store, job: FinalJob) -> None:
     worker = store.final_job_worker(job.id)
     if worker is not None and worker.host == socket.gethostname() and not _process_alive(worker.pid):
         store.requeue_final_job(job.id, f"its process {worker.pid} on {worker.host} is gone; resumed")
-
-
-def run_local(store: Store, job: FinalJob) -> FinalJob:
-    """Run one final job in a worker of this process (a fork-server child, as on any worker)."""
-    from hpsearch.worker import Worker
-
-    take_over_if_abandoned(store, job)
-    job = store.final_job(job.id)
-    if job.state == TrialState.QUEUED:
-        Worker(store, final_job=job.id, max_trials=1).run()
-    return store.final_job(job.id)

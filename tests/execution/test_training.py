@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from hpsearch.training import TrialFailed, restore_checkpoint, save_checkpoint
+from hpsearch.execution.training import TrialFailed, restore_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -98,8 +98,8 @@ def test_rerunning_a_trial_with_its_seed_gives_the_same_metrics(tmp_path: Path) 
     and shuffling: the same trial run twice on the CPU reports identical metrics; another seed does not."""
     import threading
 
-    from hpsearch.loading import Split, save_dataset
-    from hpsearch.training import TrialTask, run_trial
+    from hpsearch.execution.loading import Split, save_dataset
+    from hpsearch.execution.training import TrialTask, run_trial
 
     (tmp_path / "model.py").write_text(
         "import keras\n"

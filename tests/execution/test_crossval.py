@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpsearch.coordinator import Coordinator
+from hpsearch.control.coordinator import Coordinator
 from hpsearch.errors import SpecError
-from hpsearch.promote import plan_final_job, run_local
+from hpsearch.control.promotion import plan_final_job, run_local
 from hpsearch.spec import load_spec
 from hpsearch.store import Store, TrialState
-from hpsearch.study import create_study
-from hpsearch.training import fold_splits
-from hpsearch.worker import Worker
+from hpsearch.control.studies import create_study
+from hpsearch.execution.training import fold_splits
+from hpsearch.execution.worker import Worker
 
-from .conftest import write_tiny_study
+from ..conftest import write_tiny_study
 
 
 def test_every_example_is_held_out_once_per_repeat_and_repeats_reshuffle() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpsearch.evaluation import evaluate_predictions, infer_task, slice_table
+from hpsearch.execution.evaluation import evaluate_predictions, infer_task, slice_table
 
 
 def test_task_is_inferred_from_labels_and_output_width() -> None:

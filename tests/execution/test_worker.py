@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from hpsearch.coordinator import Coordinator
+from hpsearch.control.coordinator import Coordinator
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, TrialMetric
-from hpsearch.study import create_study
-from hpsearch.training import sha256_of
-from hpsearch.worker import Worker
+from hpsearch.control.studies import create_study
+from hpsearch.execution.training import sha256_of
+from hpsearch.execution.worker import Worker
 
-from .conftest import write_tiny_study
+from ..conftest import write_tiny_study
 
 pytestmark = pytest.mark.slow
 
@@ -291,7 +291,7 @@ def test_hyperband_promotions_continue_from_the_parent_with_its_optimizer_state(
         checkpoint = session.query(Artifact).filter_by(trial_id=child.id, kind="checkpoint").one()
     import keras
 
-    from hpsearch.loading import load_hypermodel
+    from hpsearch.execution.loading import load_hypermodel
 
     model = load_hypermodel("tiny.py:build_model", tmp_path).build(_hp(study.space, child.params))
     model.optimizer.build(model.trainable_variables)

@@ -110,7 +110,7 @@ def study_hypermodel(spec: StudySpec, base_dir: str | Path, dataset: Dataset) ->
     if spec.automl is None:
         assert spec.study.hypermodel is not None
         return load_hypermodel(spec.study.hypermodel, base_dir)
-    from hpsearch.automl import automl_hypermodel
+    from hpsearch.execution.automl import automl_hypermodel
 
     narrowed = {name: list(p.values) for name, p in spec.space.items() if p.type == "choice"}
     return automl_hypermodel(

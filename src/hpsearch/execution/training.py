@@ -20,7 +20,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from hpsearch.loading import (
+from hpsearch.execution.loading import (
     Dataset,
     Inputs,
     Split,

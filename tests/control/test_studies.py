@@ -10,9 +10,9 @@ from sqlalchemy import update
 from hpsearch.errors import UsageError
 from hpsearch.store import Store
 from hpsearch.store.models import Study
-from hpsearch.study import create_study
+from hpsearch.control.studies import create_study
 
-from .conftest import write_tiny_study
+from ..conftest import write_tiny_study
 
 
 def test_a_spec_stored_before_fields_were_added_is_the_same_study(store: Store, tmp_path: Path) -> None:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.loading import hypermodel_label, load_dataset, save_dataset
+from hpsearch.execution.loading import hypermodel_label, load_dataset, save_dataset
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, FinalJob, Study
 
-log = logging.getLogger("hpsearch.worker")
+log = logging.getLogger("hpsearch.execution.worker")
 # An idle worker marks itself alive this often (the coordinator counts workers seen within 30 s), not at
 # every empty poll: idle polls of many workers would otherwise load the database for nothing.
 ALIVE_SECONDS = 5.0
@@ -87,7 +87,7 @@ class Worker:
                 # Before the fork server starts, so every trial sees only this worker's GPU.
                 os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["hpsearch.training", "hpsearch.finaljob"])
+            context.set_forkserver_preload(["hpsearch.execution.training", "hpsearch.execution.finaljob"])
             # Start the fork server (it imports keras: seconds) before claiming anything, so no lease runs
             # out while a first trial waits for it.
             warm_up = context.Process(target=_nothing)
@@ -183,7 +183,7 @@ class Worker:
         }
 
     def _task(self, claimed: ClaimedTrial, cached: _StudyCache) -> Any:
-        from hpsearch.training import TrialTask
+        from hpsearch.execution.training import TrialTask
 
         spec, study = cached.spec, cached.study
         root = study.artifact_root
@@ -264,7 +264,7 @@ class _TrialRun:
         self.reported = False  # the child sent its result ("done" or "failed")
 
     def run(self) -> None:
-        from hpsearch.training import run_trial
+        from hpsearch.execution.training import run_trial
 
         context = self.worker._process_context()
         receiver, sender = context.Pipe(duplex=False)
@@ -387,9 +387,7 @@ class _FinalRun:
         self.cached = cached
 
     def task(self) -> Any:
-        from hpsearch.finaljob import FinalTask
-        from hpsearch.promote import final_job_dir
-
+        from hpsearch.execution.finaljob import FinalTask
         study, spec = self.cached.study, self.cached.spec
         trial = self.store.trial_by_id(self.job.trial_id)
         return FinalTask(
@@ -404,7 +402,7 @@ class _FinalRun:
             epochs=self.job.epochs,
             patience=self.job.patience,
             seed=self.job.seed,
-            output_dir=str(final_job_dir(study, self.job)),
+            output_dir=str(artifact_path(study.artifact_root, study.name, "final", self.job.number)),
             thresholds=list(spec.promote.thresholds),
             slices=[list(s) for s in spec.promote.slices],
             task=spec.promote.task,
@@ -414,7 +412,7 @@ class _FinalRun:
         )
 
     def run(self, task: Any) -> None:
-        from hpsearch.finaljob import run_final_job
+        from hpsearch.execution.finaljob import run_final_job
 
         context = self.worker._process_context()
         receiver, sender = context.Pipe(duplex=False)

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpsearch.coordinator import Coordinator
+from hpsearch.control.coordinator import Coordinator
 from hpsearch.errors import UsageError
-from hpsearch.promote import plan_final_job, run_local
+from hpsearch.control.promotion import plan_final_job, run_local
 from hpsearch.store import Store, TrialState
-from hpsearch.study import create_study
-from hpsearch.worker import Worker
+from hpsearch.control.studies import create_study
+from hpsearch.execution.worker import Worker
 
-from .conftest import add_study
+from ..conftest import add_study
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,7 @@ def test_final_job_evaluates_exports_and_the_exports_reload(store: Store, tmp_pa
 
     artifacts = {a.kind: a for a in store.final_artifacts(job.id)}
     assert set(artifacts) == {"keras", "savedmodel", "onnx", "model_card", "best_weights", "predictions"}
-    from hpsearch.finaljob import tree_sha256
+    from hpsearch.execution.finaljob import tree_sha256
 
     for artifact in artifacts.values():
         assert tree_sha256(Path(artifact.uri)) == (artifact.sha256, artifact.size_bytes)
@@ -252,7 +252,7 @@ def test_an_onnx_graph_no_runtime_could_load_is_skipped_with_the_reason(tmp_path
     checked, and refused with the reason instead of being registered."""
     import keras
 
-    from hpsearch.finaljob import export_model
+    from hpsearch.execution.finaljob import export_model
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.RandomTranslation(0.1, 0.1), keras.layers.Flatten()])
     model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from hpsearch.coordinator import Coordinator
+from hpsearch.control.coordinator import Coordinator
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.db import make_engine
 from hpsearch.store.models import Study
 from hpsearch.strategies.schedulers import Hyperband
 
-from .conftest import UNIT_X_SPACE, add_study
+from ..conftest import UNIT_X_SPACE, add_study
 
 
 def hyperband_study(store: Store) -> Study:
@@ -205,7 +205,7 @@ def test_run_pauses_only_after_a_tick_that_queued_nothing(store: Store, monkeypa
     coordinator = Coordinator(store, ["pace"], poll_seconds=0.25, prefetch=0)
     worker = store.register_worker("sim", "host", 1, None)
     pauses: list[float] = []
-    monkeypatch.setattr("hpsearch.coordinator.time.sleep", pauses.append)
+    monkeypatch.setattr("hpsearch.control.coordinator.time.sleep", pauses.append)
     queued_per_tick: list[int] = []
 
     def workers_every_other_tick() -> None:

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from hpsearch.errors import SpecError, UsageError, UserCodeError
-from hpsearch.loading import check_model, keras_inputs, study_hypermodel, validate_dataset
+from hpsearch.execution.loading import check_model, keras_inputs, study_hypermodel, validate_dataset
 from hpsearch.space import SearchSpace, discover_space
 from hpsearch.spec import validate_spec
 from hpsearch.strategies.base import StudyContext, TrialView
 from hpsearch.strategies.samplers import RandomSampler, SeededSampler
 
-from .conftest import REPO
+from ..conftest import REPO
 
 SRC = str(REPO / "src")
 
@@ -77,7 +77,7 @@ def layers_of(model: Any, cls: type) -> list[Any]:
 def test_space_is_autokeras_own_and_its_known_good_configuration_comes_first() -> None:
     from autokeras.tuners import task_specific
 
-    from hpsearch.automl import fit_initial_trials, initial_hps
+    from hpsearch.execution.automl import fit_initial_trials, initial_hps
 
     hypermodel = hypermodel_for("structured_data_classifier", structured_data())
     space = discover_space(hypermodel, "t", check=check_model)
@@ -94,7 +94,7 @@ def test_space_is_autokeras_own_and_its_known_good_configuration_comes_first() -
 
 
 def test_initial_configurations_outside_a_narrowed_space_are_left_out() -> None:
-    from hpsearch.automl import fit_initial_trials
+    from hpsearch.execution.automl import fit_initial_trials
 
     space = SearchSpace(
         {
@@ -273,7 +273,7 @@ max_epochs = 1
 
 def test_a_users_automodel_is_a_hypermodel_too(tmp_path: Path) -> None:
     from hpsearch.spec import load_spec
-    from hpsearch.study import study_row
+    from hpsearch.control.studies import study_row
 
     path = write_automl_study(tmp_path, 'automodel = "raw.py:automodel"')
     row = study_row(load_spec(path), path, tmp_path / "art")
@@ -284,7 +284,7 @@ def test_a_users_automodel_is_a_hypermodel_too(tmp_path: Path) -> None:
 
 def test_initial_trials_naming_unknown_parameters_are_refused(tmp_path: Path) -> None:
     from hpsearch.spec import load_spec
-    from hpsearch.study import study_row
+    from hpsearch.control.studies import study_row
 
     path = write_automl_study(tmp_path, 'task = "structured_data_classifier"', 'initial_trials = [{ "no/such" = 1 }]')
     with pytest.raises(SpecError) as info:
@@ -397,7 +397,7 @@ def test_automl_command_runs_a_csv_study_seeded_with_autokeras_configuration(tmp
 RAW_RELOAD = """
 import json, sys
 import keras
-from hpsearch.loading import keras_inputs, load_dataset
+from hpsearch.execution.loading import keras_inputs, load_dataset
 model = keras.models.load_model(sys.argv[1])
 test = load_dataset("table_structured_data_classifier_data.py:load_data", sys.argv[2])["test"]
 predictions = model.predict(keras_inputs(test.x), verbose=0)
@@ -406,7 +406,7 @@ print(json.dumps({"predictions": predictions.tolist(), "autokeras_imported": "au
 
 
 def test_automl_command_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
-    from hpsearch.automl_data import write_study
+    from hpsearch.execution.automl_data import write_study
 
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UsageError, match="--task"):
@@ -427,7 +427,7 @@ def test_automl_command_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_csv_tables_are_split_by_seed_and_labels_become_class_indices(tmp_path: Path) -> None:
-    from hpsearch.automl_data import load_table
+    from hpsearch.execution.automl_data import load_table
 
     pd = pytest.importorskip("pandas")
     n = 40
