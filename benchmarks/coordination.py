@@ -171,9 +171,9 @@ def _timed(samples: list[tuple[Any, float]], method: Any, key: Any = None) -> An
 
 def hpsearch_worker(url: str, study: str, poll: float, queue: Any, ready: Any) -> None:
     """The real worker loop; ``run_trial`` reports EPOCHS epochs instead of training."""
+    from hpsearch.execution.worker import Worker
     from hpsearch.store import Store, TrialState
     from hpsearch.store.db import make_engine
-    from hpsearch.execution.worker import Worker
 
     store = Store(make_engine(url))
     claims: list[tuple[Any, float]] = []

@@ -87,9 +87,9 @@ def per_trial(events: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: float) -> dict[str, Any]:
     from hpsearch.control.coordinator import Coordinator
-    from hpsearch.store import open_store
     from hpsearch.control.studies import create_study
     from hpsearch.execution.worker import Worker
+    from hpsearch.store import open_store
 
     timings = workdir / "hpsearch.jsonl"
     os.environ["HPSEARCH_BENCH_TIMINGS"] = str(timings)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.errors import UsageError
-from hpsearch.paths import UnsafePath, artifact_path, ensure_writable_root, stored_artifact
 from hpsearch.analysis.retention import collect
+from hpsearch.errors import UsageError
+from hpsearch.execution.worker import Worker, _StudyCache, _TrialRun
+from hpsearch.paths import UnsafePath, artifact_path, ensure_writable_root, stored_artifact
 from hpsearch.spec import load_spec
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, Study
 from hpsearch.strategies import NewTrial
-from hpsearch.execution.worker import Worker, _StudyCache, _TrialRun
 
 from .conftest import UNIT_X_SPACE, write_tiny_study
 

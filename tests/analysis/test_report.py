@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import update
 
 import hpsearch.store.repository as repository
-from hpsearch.control.coordinator import Coordinator
 from hpsearch.analysis.report import render_report
+from hpsearch.control.coordinator import Coordinator
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.models import Artifact, FinalJob, Study, TrialAttempt
 from hpsearch.strategies.schedulers import Hyperband

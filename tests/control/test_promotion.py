@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.errors import UsageError
 from hpsearch.control.promotion import plan_final_job, run_local
-from hpsearch.store import Store, TrialState
 from hpsearch.control.studies import create_study
+from hpsearch.errors import UsageError
 from hpsearch.execution.worker import Worker
+from hpsearch.store import Store, TrialState
 
 from ..conftest import add_study
 

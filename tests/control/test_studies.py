@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from hpsearch.control.studies import create_study
 from hpsearch.errors import UsageError
 from hpsearch.store import Store
 from hpsearch.store.models import Study
-from hpsearch.control.studies import create_study
 
 from ..conftest import write_tiny_study
 

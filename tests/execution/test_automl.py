@@ -272,8 +272,8 @@ max_epochs = 1
 
 
 def test_a_users_automodel_is_a_hypermodel_too(tmp_path: Path) -> None:
-    from hpsearch.spec import load_spec
     from hpsearch.control.studies import study_row
+    from hpsearch.spec import load_spec
 
     path = write_automl_study(tmp_path, 'automodel = "raw.py:automodel"')
     row = study_row(load_spec(path), path, tmp_path / "art")
@@ -283,8 +283,8 @@ def test_a_users_automodel_is_a_hypermodel_too(tmp_path: Path) -> None:
 
 
 def test_initial_trials_naming_unknown_parameters_are_refused(tmp_path: Path) -> None:
-    from hpsearch.spec import load_spec
     from hpsearch.control.studies import study_row
+    from hpsearch.spec import load_spec
 
     path = write_automl_study(tmp_path, 'task = "structured_data_classifier"', 'initial_trials = [{ "no/such" = 1 }]')
     with pytest.raises(SpecError) as info:

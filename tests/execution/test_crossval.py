@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.errors import SpecError
 from hpsearch.control.promotion import plan_final_job, run_local
-from hpsearch.spec import load_spec
-from hpsearch.store import Store, TrialState
 from hpsearch.control.studies import create_study
+from hpsearch.errors import SpecError
 from hpsearch.execution.training import fold_splits
 from hpsearch.execution.worker import Worker
+from hpsearch.spec import load_spec
+from hpsearch.store import Store, TrialState
 
 from ..conftest import write_tiny_study
 

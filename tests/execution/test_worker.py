@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Artifact, TrialMetric
 from hpsearch.control.studies import create_study
 from hpsearch.execution.training import sha256_of
 from hpsearch.execution.worker import Worker
+from hpsearch.store import Store, StudyState, TrialState
+from hpsearch.store.models import Artifact, TrialMetric
 
 from ..conftest import write_tiny_study
 

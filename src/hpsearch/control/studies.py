@@ -18,7 +18,7 @@ from hpsearch.strategies import StudyContext, planned_trials
 DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 
 
-def study_row(spec: StudySpec, path: Path, space: list[dict[str, Any]], artifact_root: str | Path) -> Study:
+def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root: str | Path) -> Study:
     """The unsaved study row of a study file whose hypermodel declared ``space`` (see
     :func:`hpsearch.execution.discovery.discover`); checks the initial trials against it."""
     artifact_root = ensure_writable_root(artifact_root)

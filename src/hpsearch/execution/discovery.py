@@ -21,7 +21,7 @@ class Discovered:
     """A study file's spec (with AutoML's seed trials added) and the space its hypermodel declares."""
 
     spec: StudySpec
-    space: list[dict[str, Any]]
+    space: dict[str, Any]
     base_dir: Path
 
 
@@ -30,7 +30,7 @@ def discover(spec: StudySpec, path: Path) -> Discovered:
 
     >>> from hpsearch.spec import load_spec
     >>> found = discover(load_spec("studies/mnist_mlp.toml"), Path("studies/mnist_mlp.toml"))  # doctest: +SKIP
-    >>> [p["name"] for p in found.space]  # doctest: +SKIP
+    >>> [p["name"] for p in found.space["space"]]  # doctest: +SKIP
     ['units', 'dropout', 'lr']
     """
     base_dir = path.resolve().parent
