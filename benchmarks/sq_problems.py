@@ -290,8 +290,8 @@ class MnistMLP(Problem):
     def __init__(self, max_epochs: int = 9) -> None:
         import tensorflow as tf
 
+        from hpsearch.execution.discovery import discover_space
         from hpsearch.execution.loading import load_hypermodel, load_object
-        from hpsearch.space import discover_space
 
         threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
         if threads:  # a benchmark worker process: one core each

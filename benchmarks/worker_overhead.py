@@ -86,8 +86,8 @@ def per_trial(events: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 
 def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: float) -> dict[str, Any]:
+    from hpsearch.api import create_study
     from hpsearch.control.coordinator import Coordinator
-    from hpsearch.control.studies import create_study
     from hpsearch.execution.worker import Worker
     from hpsearch.store import open_store
 
@@ -97,7 +97,7 @@ def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: fl
     path = workdir / "overhead.toml"
     path.write_text(STUDY.format(trials=trials, epochs=epochs, here=HERE, checkpoint_seconds=checkpoint_seconds))
     store = open_store(f"sqlite:///{workdir / 'hpsearch.db'}", create=True)
-    study, _ = create_study(store, path, artifact_root=workdir / "artifacts")
+    study = create_study(path, store=store, artifacts=workdir / "artifacts").record
     Coordinator(store, [study.name]).step(study, target_queued=trials)  # every trial queued up front
     timings.unlink(missing_ok=True)  # create_study built the model once: not a trial
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpsearch.errors import SpecError, UserCodeError
+from hpsearch.execution.discovery import discover_space
 from hpsearch.execution.loading import load_hypermodel
-from hpsearch.space import SearchSpace, discover_space, override_config
+from hpsearch.space import SearchSpace, override_config
 from hpsearch.spec import ChoiceParam, FloatParam
 
 from .conftest import write_tiny_study

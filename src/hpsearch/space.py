@@ -1,4 +1,5 @@
-"""Search spaces: Keras Tuner ``HyperParameters`` config JSON, read without importing keras.
+"""Search spaces: Keras Tuner ``HyperParameters`` config JSON, read without importing keras (discovering a
+space by building the hypermodel is execution's: :mod:`hpsearch.execution.discovery`).
 
 The stored form of a space is exactly ``keras_tuner.HyperParameters.get_config()`` so workers rebuild it
 with ``HyperParameters.from_config``; the coordinator reads the same JSON into :class:`Param` objects to
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hpsearch.errors import SpecError, UserCodeError
+from hpsearch.errors import SpecError
 
 if TYPE_CHECKING:
     from hpsearch.spec import ParamSpec
@@ -23,7 +24,6 @@ Value = int | float | str | bool
 Kind = Literal["int", "float", "choice", "boolean", "fixed"]
 _KT_CLASS = {"Int": "int", "Float": "float", "Choice": "choice", "Boolean": "boolean", "Fixed": "fixed"}
 _GRID_POINTS_WITHOUT_STEP = 10  # as Keras Tuner's GridSearch does for a continuous range
-_MAX_DISCOVERY_BUILDS = 64
 
 
 @dataclass(frozen=True)
@@ -197,97 +197,3 @@ def _kt_config(spec: ParamSpec, declared: Mapping[str, Any]) -> dict[str, Any]:
     if spec.type == "choice":
         return {**config, "values": list(spec.values), "ordered": spec.ordered}
     return {**config, "default": bool(spec.default)}
-
-
-class _Conflict(Exception):
-    """A hypermodel declared one parameter name with two types."""
-
-
-def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
-    """Build ``hypermodel`` until every conditional scope has been active once, as Keras Tuner does,
-    and return the space as ``HyperParameters.get_config()``. Imports keras_tuner."""
-    import copy
-
-    import keras_tuner as kt
-
-    class Checked(kt.HyperParameters):  # type: ignore[misc]
-        """Refuses one name declared with two types: Keras Tuner silently returns the first one's value."""
-
-        def _retrieve(self, param: Any) -> Any:
-            for declared in self._hps.get(param.name, ()):
-                if type(declared) is not type(param):
-                    raise _Conflict(
-                        f"declares the parameter {param.name!r} twice, as "
-                        f"{type(declared).__name__} and as {type(param).__name__}"
-                    )
-            return super()._retrieve(param)
-
-        def copy(self) -> Any:
-            return Checked.from_config(self.get_config())
-
-    space = Checked()
-    builds = 0
-    infeasible: list[str] = []
-
-    def build(hp: Any) -> None:
-        nonlocal builds
-        builds += 1
-        try:
-            model = hypermodel.build(hp)
-        except _Conflict as exc:
-            raise UserCodeError(where, str(exc)) from exc
-        except kt.errors.FailedTrialError as exc:
-            # Keras Tuner's "this configuration cannot be trained" (e.g. an oversized AutoKeras model): the
-            # parameters it declared on the way still belong to the space.
-            infeasible.append(str(exc))
-            model = None
-        except Exception as exc:
-            raise UserCodeError(where, f"building the model raised {type(exc).__name__}: {exc}") from exc
-        if check is not None and model is not None:
-            check(model, where)
-        known = {p.name for p in space.space}
-        space.merge([p for p in hp.space if p.name not in known])
-
-    # Keras Tuner's loop: rebuild until every conditional scope has been active once.
-    never_active: list[Any] = []
-    once_active: list[Any] = []
-    hp = Checked()
-    while True:
-        build(hp)
-        for conditions in hp.active_scopes:
-            if conditions not in once_active:
-                once_active.append(copy.deepcopy(conditions))
-            if conditions in never_active:
-                never_active.remove(conditions)
-        for conditions in hp.inactive_scopes:
-            if conditions not in once_active and conditions not in never_active:
-                never_active.append(copy.deepcopy(conditions))
-        if not never_active:
-            break
-        hp = space.copy()
-        for condition in never_active.pop(0):
-            hp.values[condition.name] = condition.values[0]
-        hp.ensure_active_values()
-    # Beyond Keras Tuner: the docs' `if hp.Boolean("dropout"): ... hp.Float("rate")` and
-    # `for i in range(hp.Int("layers", 1, 3))` hide parameters from the loop above until a trial takes that
-    # path; one build per choice and one at each integer's maximum find them up front.
-    hp_types = kt.engine.hyperparameters
-    for param in list(space.space):
-        alternatives: tuple[Any, ...] = ()
-        if isinstance(param, hp_types.Boolean):
-            alternatives = (False, True)
-        elif isinstance(param, hp_types.Choice):
-            alternatives = tuple(param.values)
-        elif isinstance(param, hp_types.Int):
-            alternatives = (param.max_value,)
-        for value in alternatives:
-            if builds >= _MAX_DISCOVERY_BUILDS:
-                break
-            hp = space.copy()
-            hp.values[param.name] = value
-            hp.ensure_active_values()
-            build(hp)
-    if len(infeasible) == builds:
-        raise UserCodeError(where, f"no configuration could be built: {infeasible[-1]}")
-    config = space.get_config()
-    return {"space": config["space"], "values": {}}

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from hpsearch.api import create_study, run_final_job_here
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.control.promotion import plan_final_job, run_local
-from hpsearch.control.studies import create_study
+from hpsearch.control.promotion import plan_final_job
 from hpsearch.errors import UsageError
 from hpsearch.execution.worker import Worker
 from hpsearch.store import Store, TrialState
@@ -122,7 +123,7 @@ def make_study(store: Store, tmp_path: Path, *, epochs: int = 6, patience: int =
     path = tmp_path / "binary.toml"
     text = STUDY.replace("{extra}", extra).replace("{epochs}", str(epochs)).replace("{patience}", str(patience))
     path.write_text(text)
-    study, _ = create_study(store, path, tmp_path / "artifacts")
+    study, _ = _created(create_study(path, store=store, artifacts=tmp_path / "artifacts"))
     Coordinator(store, [study.name]).step(study, target_queued=study.max_trials)
     assert Worker(store, study=study.name, idle_timeout=0, poll_seconds=0.1).run() == 1
     assert store.trials(study.id)[0].state == TrialState.COMPLETED
@@ -133,7 +134,7 @@ def test_final_job_evaluates_exports_and_the_exports_reload(store: Store, tmp_pa
     study = make_study(store, tmp_path)
     job, created = store.create_final_job(plan_final_job(store, study))
     assert created and (job.epochs, job.patience, job.train_on) == (6, 3, "train")
-    job = run_local(store, job)
+    job = run_final_job_here(store, job)
     assert job.state == TrialState.COMPLETED, job.error
     assert set(job.test_metrics or {}) >= {"loss", "accuracy", "auc", "balanced_error"}  # custom metric too
     curve = store.final_metrics(job.id)
@@ -231,7 +232,7 @@ def test_train_plus_validation_retrains_for_the_trials_best_epochs(store: Store,
     trial = store.trials(study.id)[0]
     job, _ = store.create_final_job(plan_final_job(store, study, on="train+validation"))
     assert (job.epochs, job.patience) == (trial.best_epoch, None)
-    job = run_local(store, job)
+    job = run_final_job_here(store, job)
     assert job.state == TrialState.COMPLETED, job.error
     assert job.epochs_done == trial.best_epoch and "val_loss" not in store.final_metrics(job.id)[1]
 
@@ -259,3 +260,8 @@ def test_an_onnx_graph_no_runtime_could_load_is_skipped_with_the_reason(tmp_path
     written, skipped = export_model(model, tmp_path, ["onnx"])
     assert written == {} and not (tmp_path / "model.onnx").exists()
     assert "No Op registered" in skipped["onnx"]
+
+
+def _created(study: Any) -> tuple[Any, bool]:
+    """The stored row of a study handle and whether create_study inserted it."""
+    return study.record, study.created

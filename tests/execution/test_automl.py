@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from hpsearch.errors import SpecError, UsageError, UserCodeError
-from hpsearch.execution.loading import check_model, keras_inputs, study_hypermodel, validate_dataset
-from hpsearch.space import SearchSpace, discover_space
+from hpsearch.execution.discovery import discover_space
+from hpsearch.execution.hypermodels import study_hypermodel
+from hpsearch.execution.loading import check_model, keras_inputs, validate_dataset
+from hpsearch.space import SearchSpace
 from hpsearch.spec import validate_spec
 from hpsearch.strategies.base import StudyContext, TrialView
 from hpsearch.strategies.samplers import RandomSampler, SeededSampler
@@ -271,24 +273,27 @@ max_epochs = 1
     return path
 
 
-def test_a_users_automodel_is_a_hypermodel_too(tmp_path: Path) -> None:
+def _study_row(path: Path, root: Path) -> Any:
     from hpsearch.control.studies import study_row
+    from hpsearch.execution.discovery import discover
     from hpsearch.spec import load_spec
 
+    found = discover(load_spec(path), path)
+    return study_row(found.spec, path, found.space, root)
+
+
+def test_a_users_automodel_is_a_hypermodel_too(tmp_path: Path) -> None:
     path = write_automl_study(tmp_path, 'automodel = "raw.py:automodel"')
-    row = study_row(load_spec(path), path, tmp_path / "art")
+    row = _study_row(path, tmp_path / "art")
     names = [e["config"]["name"] for e in row.space["space"]]
     assert "dense_block_1/units_0" in names and "dense_block_1/num_layers" not in names
     assert row.spec["search"]["initial_trials"] == []  # AutoKeras has none for a custom AutoModel
 
 
 def test_initial_trials_naming_unknown_parameters_are_refused(tmp_path: Path) -> None:
-    from hpsearch.control.studies import study_row
-    from hpsearch.spec import load_spec
-
     path = write_automl_study(tmp_path, 'task = "structured_data_classifier"', 'initial_trials = [{ "no/such" = 1 }]')
     with pytest.raises(SpecError) as info:
-        study_row(load_spec(path), path, tmp_path / "art")
+        _study_row(path, tmp_path / "art")
     assert info.value.where.endswith("search.initial_trials.0.no/such")
 
 

@@ -4,13 +4,14 @@ protocol on a fresh partition for the final estimate."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from hpsearch.api import create_study, run_final_job_here
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.control.promotion import plan_final_job, run_local
-from hpsearch.control.studies import create_study
+from hpsearch.control.promotion import plan_final_job
 from hpsearch.errors import SpecError
 from hpsearch.execution.training import fold_splits
 from hpsearch.execution.worker import Worker
@@ -49,7 +50,7 @@ def test_cv_folds_do_not_combine_with_multi_fidelity_search(tmp_path: Path) -> N
 def test_a_k_fold_study_reports_fold_means_and_the_final_estimate(store: Store, tmp_path: Path) -> None:
     path = write_tiny_study(tmp_path, max_trials=1, max_epochs=2)
     path.write_text(path.read_text().replace("max_epochs = 2\n", "max_epochs = 2\ncv_folds = 3\ncv_repeats = 2\n"))
-    study, _ = create_study(store, path, tmp_path / "artifacts")
+    study, _ = _created(create_study(path, store=store, artifacts=tmp_path / "artifacts"))
     Coordinator(store, [study.name]).step(study, target_queued=1)
     assert Worker(store, study=study.name, idle_timeout=0, poll_seconds=0.1).run() == 1
     trial = store.trials(study.id)[0]
@@ -61,8 +62,13 @@ def test_a_k_fold_study_reports_fold_means_and_the_final_estimate(store: Store, 
     assert trial.objective == max(curve[e]["val_accuracy"] for e in curve)
     assert not store.checkpoints(study.id)  # K models have no single checkpoint to resume from
 
-    job = run_local(store, store.create_final_job(plan_final_job(store, study))[0])
+    job = run_final_job_here(store, store.create_final_job(plan_final_job(store, study))[0])
     assert job.state == TrialState.COMPLETED, job.error
     metrics = job.test_metrics or {}
     assert {"accuracy", "cv_val_accuracy", "cv_val_accuracy_std"} <= set(metrics)
     assert metrics["cv_val_accuracy"] != pytest.approx(curve[trial.best_epoch]["val_accuracy"], abs=1e-9)
+
+
+def _created(study: Any) -> tuple[Any, bool]:
+    """The stored row of a study handle and whether create_study inserted it."""
+    return study.record, study.created

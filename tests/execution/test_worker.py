@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from hpsearch.api import create_study
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.control.studies import create_study
 from hpsearch.execution.training import sha256_of
 from hpsearch.execution.worker import Worker
 from hpsearch.store import Store, StudyState, TrialState
@@ -116,7 +117,7 @@ class CorruptCheckpointAndKillOnce(KillOnceAtEpoch):
 
 
 def run_study(store: Store, path: Path, artifacts: Path) -> int:
-    study, _ = create_study(store, path, artifacts)
+    study, _ = _created(create_study(path, store=store, artifacts=artifacts))
     Coordinator(store, [study.name]).step(study, target_queued=study.max_trials)
     ran = Worker(store, study=study.name, idle_timeout=0, poll_seconds=0.1).run()
     return ran
@@ -270,7 +271,7 @@ def test_a_hypermodel_class_tuning_batch_size_in_fit(store: Store, tmp_path: Pat
 def test_hyperband_promotions_continue_from_the_parent_with_its_optimizer_state(store: Store, tmp_path: Path) -> None:
     path = write_tiny_study(tmp_path, algorithm="hyperband", max_trials=100, max_epochs=3, workers=1)
     path.write_text(path.read_text().replace("max_trials = 100\n", ""))
-    study, _ = create_study(store, path, tmp_path / "artifacts")
+    study, _ = _created(create_study(path, store=store, artifacts=tmp_path / "artifacts"))
     # Keras Tuner's Hyperband(max_epochs=3, factor=3): bracket 1 runs 3 trials for 1 epoch and promotes
     # the best to 3 epochs; bracket 0 runs 2 trials for 3 epochs.
     assert study.max_trials == 6
@@ -358,7 +359,7 @@ def test_stopping_a_study_releases_its_trial_and_resuming_continues_it(store: St
 
     path = write_tiny_study(tmp_path, extra_module=SLOW, max_trials=1, max_epochs=6)
     path.write_text(path.read_text().replace("[fit]", '[fit]\ncallbacks = [{ name = "tiny.py:SlowEpochs" }]'))
-    study, _ = create_study(store, path, tmp_path / "artifacts")
+    study, _ = _created(create_study(path, store=store, artifacts=tmp_path / "artifacts"))
     Coordinator(store, ["tiny"]).step(study, target_queued=1)
 
     def stop_after_two_epochs() -> None:
@@ -395,3 +396,8 @@ def test_tensorboard_logs_carry_the_trial_hparams(store: Store, tmp_path: Path) 
     content = b"".join(plugins.values())
     assert all(name.encode() in content for name in trial.params)
     assert (logdir / "train").is_dir() and (logdir / "validation").is_dir()
+
+
+def _created(study: Any) -> tuple[Any, bool]:
+    """The stored row of a study handle and whether create_study inserted it."""
+    return study.record, study.created

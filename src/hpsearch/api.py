@@ -1,0 +1,319 @@
+"""The Python API: create or load a study, run it with local workers, read its results, promote the best.
+
+Everything the ``hpsearch`` command does is a call here (the CLI parses, calls and prints), and the Keras
+Tuner layer (:mod:`hpsearch.keras_tuner`) is built on it too.
+
+>>> import hpsearch
+>>> study = hpsearch.create_study("studies/mnist_mlp.toml", db="sqlite:///hpsearch.db")  # doctest: +SKIP
+>>> study.run(workers=2)  # doctest: +SKIP
+>>> study.best_trial.params  # doctest: +SKIP
+{'units': 128, 'dropout': 0.1, 'lr': 0.003}
+>>> job = study.promote()  # doctest: +SKIP
+
+A study is data in the database; a :class:`Study` object is a handle on it (name and store), so every
+property reads the database afresh and two handles on the same study, in two processes, agree.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.paths import artifact_path, ensure_writable_root
+from hpsearch.spec import StudySpec, load_spec, validate_spec
+from hpsearch.store import Store, StudyState, TrialState, open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from hpsearch.store.models import FinalJob, Trial
+    from hpsearch.store.models import Study as StudyRow
+
+DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
+# Workers and coordinators ride out a database restart this long (reconnecting with backoff).
+RETRY_SECONDS = 600.0
+
+
+def create_study(
+    spec: StudySpec | Mapping[str, Any] | str | Path,
+    *,
+    db: str | None = None,
+    artifacts: str | Path | None = None,
+    hypermodel: Callable[..., Any] | str | None = None,
+    data: Callable[..., Any] | str | None = None,
+    store: Store | None = None,
+) -> Study:
+    """Create a study, or return the existing one of the same name and spec (a changed spec is refused).
+
+    ``spec`` is a study file's path, a :class:`~hpsearch.spec.StudySpec`, or a dict of the same tables.
+    ``hypermodel`` and ``data`` override the spec's references and may be functions: a function of an
+    importable module is stored as ``module:function``; one defined in the running script as
+    ``/path/to/script.py:function``, which workers import without running the script's
+    ``if __name__ == "__main__":`` block (write your script that way, as for ``multiprocessing``).
+
+    >>> def load_data(): ...  # doctest: +SKIP
+    >>> def build_model(hp): ...  # doctest: +SKIP
+    >>> study = create_study(  # doctest: +SKIP
+    ...     {"study": {"name": "demo", "objective": "val_accuracy"}, "search": {"max_trials": 4, "max_epochs": 2}},
+    ...     hypermodel=build_model, data=load_data)
+    """
+    from hpsearch.control.studies import insert_study, study_row
+    from hpsearch.execution.discovery import discover
+
+    path, parsed = _spec_of(spec, hypermodel, data)
+    store = store or open_store(db, create=True)
+    found = discover(parsed, path)
+    root = artifacts or os.environ.get("HPSEARCH_ARTIFACTS", DEFAULT_ARTIFACT_ROOT)
+    row = study_row(found.spec, path, found.space, root)
+    record, created = insert_study(store, row)
+    return Study(store, record.name, created=created)
+
+
+def load_study(name: str, *, db: str | None = None, store: Store | None = None) -> Study:
+    """A handle on a stored study; an unknown name is a :class:`~hpsearch.errors.UsageError`.
+
+    >>> study = load_study("mnist_mlp", db="sqlite:///hpsearch.db")  # doctest: +SKIP
+    >>> study.state  # doctest: +SKIP
+    'COMPLETED'
+    """
+    store = store or open_store(db)
+    return Study(store, store.study(name).name)
+
+
+class Study:
+    """A stored study: run it, read its trials and best results, promote, report, export, stop, resume.
+
+    >>> study = load_study("mnist_mlp")  # doctest: +SKIP
+    >>> [t.number for t in study.trials if t.state == "COMPLETED"][:3]  # doctest: +SKIP
+    [0, 1, 2]
+    """
+
+    def __init__(self, store: Store, name: str, *, created: bool = False) -> None:
+        self.store = store
+        self.name = name
+        #: Whether :func:`create_study` inserted it (False: it existed with the same spec).
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"Study({self.name!r}, state={self.state!r})"
+
+    # --- the stored facts ----------------------------------------------------------------------------------
+
+    @property
+    def record(self) -> StudyRow:
+        """The study's row as stored now."""
+        return self.store.study(self.name)
+
+    @property
+    def state(self) -> str:
+        """RUNNING, STOPPED, COMPLETED or FAILED."""
+        return str(self.record.state)
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, by number."""
+        return self.store.trials(self.record.id)
+
+    @property
+    def best_trial(self) -> Trial | None:
+        """The completed trial with the best objective (the first objective of a multi-objective study)."""
+        return self.store.best_trial(self.record)
+
+    @property
+    def pareto_front(self) -> list[Trial]:
+        """Completed trials that no other completed trial beats in every objective."""
+        from hpsearch.analysis.pareto import pareto_trials
+
+        return pareto_trials(self.store, self.record)
+
+    def trial(self, number: int) -> Trial:
+        """One trial by its number."""
+        return self.store.trial(self.record.id, number)
+
+    def curve(self, number: int) -> dict[int, dict[str, float | None]]:
+        """A trial's learning curve: ``{epoch: {metric: value}}``."""
+        return self.store.metrics(self.trial(number).id)
+
+    def trials_dataframe(self) -> pd.DataFrame:
+        """One row per trial, each parameter in a ``param_<name>`` column (as Optuna's)."""
+        from hpsearch.analysis.export import trials_frame
+
+        return trials_frame(self.store, self.record)
+
+    def counts(self) -> dict[str, int]:
+        """How many trials are in each state."""
+        return self.store.counts(self.record.id)
+
+    # --- running ---------------------------------------------------------------------------------------------
+
+    def run(self, workers: int | None = None, *, on_tick: Callable[[], None] | None = None) -> None:
+        """Run the study here until it is done: this process coordinates, ``workers`` local worker processes
+        (default: the spec's ``run.workers``) train. Returns when no trial is left; raises
+        :class:`~hpsearch.errors.HpsearchError` if the study FAILED (its message says why)."""
+        from hpsearch.control.coordinator import Coordinator
+
+        study = self.record
+        ensure_writable_root(study.artifact_root)  # a resumed study's root may have gone read-only or full
+        log_dir = artifact_path(study.artifact_root, study.name, "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        if study.state != StudyState.RUNNING:
+            self.store.set_study_state(study.id, StudyState.RUNNING)
+        count = workers or study.spec["run"]["workers"]
+        procs = _start_workers(self.store.engine.url.render_as_string(hide_password=False), study.name, count, log_dir)
+
+        def tick() -> None:
+            if on_tick is not None:
+                on_tick()
+            if all(p.poll() is not None for p in procs) and self.state == StudyState.RUNNING:
+                raise HpsearchError(f"study {study.name}", f"all workers exited; see {log_dir}")
+
+        try:
+            Coordinator(self.store, [study.name]).run(until_done=True, on_tick=tick)
+            for proc in procs:
+                proc.wait(timeout=120)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+        final = self.record
+        if final.state == StudyState.FAILED:
+            raise HpsearchError(f"study {study.name}", final.message or "failed")
+
+    def stop(self, message: str | None = None) -> None:
+        """No new trials start; running ones are asked to stop."""
+        self.store.set_study_state(self.record.id, StudyState.STOPPED, message)
+
+    def resume(self, message: str | None = None) -> None:
+        """Let a stopped study run again (a coordinator picks it up)."""
+        self.store.set_study_state(self.record.id, StudyState.RUNNING, message)
+
+    # --- results ---------------------------------------------------------------------------------------------
+
+    def promote(
+        self,
+        trial: int | None = None,
+        *,
+        epochs: int | None = None,
+        patience: int | None = None,
+        on: str | None = None,
+        local: bool = True,
+    ) -> FinalJob:
+        """Retrain the best (or the numbered) trial into the final model: early stopping, checkpoints, test
+        evaluation and export. With ``local=True`` the job runs in a worker of this process and the finished
+        job is returned; otherwise it is queued for any worker. Calling it again resumes the same job."""
+        from hpsearch.control.promotion import plan_final_job
+
+        study = self.record
+        job, _ = self.store.create_final_job(
+            plan_final_job(self.store, study, trial_number=trial, epochs=epochs, patience=patience, on=on)
+        )
+        if local and job.state != TrialState.COMPLETED:
+            job = run_final_job_here(self.store, job)
+        return job
+
+    def report(self, path: str | Path) -> Path:
+        """Write the study's self-contained HTML report to ``path``."""
+        from hpsearch.analysis.report import render_report
+
+        path = Path(path)
+        page = render_report(self.store, self.name)
+        try:
+            path.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"report {path}", f"cannot write: {exc.strerror or exc}") from None
+        return path
+
+    def export(self, path: str | Path | None = None, *, fmt: str = "csv", metrics: bool = False) -> str | None:
+        """Trials (or with ``metrics=True`` the learning curves) as csv, parquet or json: written to ``path``,
+        or returned as text when ``path`` is None."""
+        from hpsearch.analysis.export import metrics_frame, trials_frame, write_frame
+
+        study = self.record
+        frame = metrics_frame(self.store, study) if metrics else trials_frame(self.store, study)
+        return write_frame(frame, fmt, Path(path) if path is not None else None)
+
+
+def run_final_job_here(store: Store, job: FinalJob) -> FinalJob:
+    """Run one final job in a worker of this process (a fork-server child, as on any worker)."""
+    from hpsearch.control.promotion import take_over_if_abandoned
+    from hpsearch.execution.worker import Worker
+
+    take_over_if_abandoned(store, job)
+    job = store.final_job(job.id)
+    if job.state == TrialState.QUEUED:
+        Worker(store, final_job=job.id, max_trials=1).run()
+    return store.final_job(job.id)
+
+
+def _start_workers(url: str, study: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    # The URL travels in the environment, not on the command line, where `ps` would show its password.
+    env = {**os.environ, "HPSEARCH_DB": url}
+    command = [sys.executable, "-m", "hpsearch", "worker", "--study", study, "--exit-when-done"]
+    return [
+        subprocess.Popen(command, env=env, stdout=(log_dir / f"worker-{i}.log").open("ab"), stderr=subprocess.STDOUT)
+        for i in range(count)
+    ]
+
+
+def _spec_of(
+    spec: StudySpec | Mapping[str, Any] | str | Path,
+    hypermodel: Callable[..., Any] | str | None,
+    data: Callable[..., Any] | str | None,
+) -> tuple[Path, StudySpec]:
+    """The spec and the path its relative references resolve against (the file, else the working directory)."""
+    if isinstance(spec, str | Path):
+        path = Path(spec)
+        parsed = load_spec(path)
+    else:
+        raw = spec.model_dump(mode="json") if isinstance(spec, StudySpec) else dict(spec)
+        study = dict(raw.get("study", {}))
+        # A spec built in Python has no file: its relative references resolve against the working directory.
+        path = Path.cwd() / f"{study.get('name', 'study')}.toml"
+        if hypermodel is not None:
+            study["hypermodel"] = reference(hypermodel)
+        if data is not None:
+            study["data"] = reference(data)
+        parsed = validate_spec({**raw, "study": study}, "<python>")
+        return path, parsed
+    if hypermodel is not None or data is not None:
+        raw = parsed.model_dump(mode="json")
+        raw["study"] |= {k: reference(v) for k, v in (("hypermodel", hypermodel), ("data", data)) if v is not None}
+        parsed = validate_spec(raw, str(path))
+    return path, parsed
+
+
+def reference(target: Callable[..., Any] | str) -> str:
+    """``module:name`` for an importable function or class, ``/abs/script.py:name`` for one of the running
+    script (``__main__``); strings pass through.
+
+    >>> reference(os.path.join)
+    'posixpath:join'
+    """
+    if isinstance(target, str):
+        return target
+    module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
+    if not module or not name.isidentifier():  # a lambda, a nested function, a bound method
+        raise UsageError(repr(target), "must be a module-level function or class (workers import it by name)")
+    if module == "__main__":
+        main_file = getattr(sys.modules["__main__"], "__file__", None)
+        if main_file is None:
+            raise UsageError(
+                f"{name}", "is defined in an interactive session; put it in a .py file (or use hpsearch.keras_tuner)"
+            )
+        return f"{Path(main_file).resolve()}:{name}"
+    return f"{module}:{name}"
+
+
+def wait_for(study: Study, poll_seconds: float = 1.0, on_tick: Callable[[], None] | None = None) -> str:
+    """Follow a study run by other processes until it is no longer RUNNING; returns its final state."""
+    while (state := study.state) == StudyState.RUNNING:
+        if on_tick is not None:
+            on_tick()
+        time.sleep(poll_seconds)
+    return state

@@ -1,0 +1,92 @@
+"""The ``hpsearch`` command's Typer application, shared options and entry point: one line per error
+(``error: <where>: <what>``), exit 2 for bad input, tracebacks only with ``--debug``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hpsearch.errors import HpsearchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search and AutoML for Keras 3.")
+study_app = typer.Typer(no_args_is_help=True, help="Create, stop and resume studies.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(study_app, name="study")
+app.add_typer(db_app, name="db")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_debug = False
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: $HPSEARCH_DB, else sqlite:///hpsearch.db).")
+]
+ArtifactsOption = Annotated[
+    Path, typer.Option("--artifacts", envvar="HPSEARCH_ARTIFACTS", help="Artifact root for checkpoints and models.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# Trial numbers are 32-bit integers in the database: a larger one is a usage error, not a driver error.
+TrialNumber = Annotated[int, typer.Argument(min=0, max=2**31 - 1, help="The trial's number.")]
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    global _debug
+    _debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: one line per error, exit 2 for bad input, tracebacks only with --debug."""
+    if "--debug" not in sys.argv[1:]:
+        # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) would bury the one error line.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Batch schedulers and Kubernetes stop with SIGTERM: clean up as on Ctrl-C (trials go back to the queue).
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = app(standalone_mode=False, prog_name="hpsearch")
+        if isinstance(code, int) and code:
+            sys.exit(code)  # typer returns 130 after an interrupt instead of raising
+    except HpsearchError as exc:
+        _fail(exc.where, exc.what, exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        # Click's exceptions, matched by name: typer may bring its own vendored copy of click.
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "Exit" in kinds:
+            sys.exit(getattr(exc, "exit_code", 0))
+        if "Abort" in kinds:
+            sys.exit(1)
+        if "ClickException" in kinds:  # a missing argument, a bad option value, an unknown command
+            context = getattr(exc, "ctx", None)
+            where = context.command_path if context is not None else "hpsearch"
+            _fail(where, " ".join(exc.format_message().split()), exc.exit_code)  # type: ignore[attr-defined]
+        hint = "" if _debug else " (run with --debug for the traceback)"
+        _fail("internal", f"{type(exc).__name__}: {exc}{hint}", 1)
+
+
+def _fail(where: str, what: str, code: int) -> None:
+    """Print the one-line error (after the traceback with --debug) and exit with ``code``."""
+    # argv too: an unknown command fails before the option callback has set _debug.
+    if _debug or "--debug" in sys.argv[1:2]:
+        import traceback
+
+        traceback.print_exc()
+    text = " ".join(f"error: {where}: {what}".split("\n"))
+    err.print(text, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(code)

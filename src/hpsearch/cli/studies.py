@@ -1,0 +1,192 @@
+"""Commands that create, run and change studies, and start coordinators and workers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpsearch.api import RETRY_SECONDS, create_study, load_study
+from hpsearch.cli.app import ArtifactsOption, DbOption, app, db_app, out, study_app
+from hpsearch.cli.progress import Progress
+from hpsearch.cli.results import print_best
+from hpsearch.errors import UsageError
+from hpsearch.store import StudyState, mask_url, open_store, resolve_url
+from hpsearch.store.models import utcnow
+
+# --- studies ---------------------------------------------------------------------------------------------
+
+
+@study_app.command("create")
+def study_create(
+    study_file: Path, db: DbOption = None, artifacts: ArtifactsOption = Path("hpsearch-artifacts")
+) -> None:
+    """Validate a study file, discover its search space and store the study."""
+    study = create_study(study_file, db=db, artifacts=artifacts)
+    verb = "created" if study.created else "already exists:"
+    parameters = len(study.record.space["space"])
+    out.print(f"study {study.name} {verb} in {mask_url(resolve_url(db))} ({parameters} parameters)")
+
+
+def _set_state(name: str, db: str | None, state: StudyState) -> None:
+    study = load_study(name, db=db)
+    message = f"{state.value.lower()} by `hpsearch study` at {utcnow():%Y-%m-%d %H:%M:%S} UTC"
+    study.stop(message) if state == StudyState.STOPPED else study.resume(message)
+    out.print(f"study {name}: {state.value}")
+
+
+@study_app.command("stop")
+def study_stop(study: str, db: DbOption = None) -> None:
+    """Stop a study: no new trials start; running ones are asked to stop."""
+    _set_state(study, db, StudyState.STOPPED)
+
+
+@study_app.command("resume")
+def study_resume(study: str, db: DbOption = None) -> None:
+    """Resume a stopped study."""
+    _set_state(study, db, StudyState.RUNNING)
+
+
+@app.command()
+def gc(
+    study: str,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; delete nothing.")] = False,
+) -> None:
+    """Free checkpoints no resume or promotion needs any more (the best trial's is kept)."""
+    from hpsearch.control.retention import collect
+
+    store = open_store(db)
+    result = collect(store, store.study(study), dry_run=dry_run)
+    verb = "would free" if dry_run else "freed"
+    out.print(
+        f"{study}: {verb} {result.freed} checkpoints ({result.freed_bytes / 1e6:.1f} MB); kept {result.kept}",
+        highlight=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or migrate the schema to this version of hpsearch."""
+    from hpsearch.store.db import head_revision
+
+    open_store(db, create=True)
+    out.print(f"{mask_url(resolve_url(db))} is at schema revision {head_revision()}")
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def coordinator(
+    db: DbOption = None,
+    study: Annotated[list[str] | None, typer.Option("--study", help="Only these studies (repeatable).")] = None,
+    exit_when_done: Annotated[bool, typer.Option(help="Exit when no watched study is running.")] = False,
+    lease: Annotated[float, typer.Option(min=1, help="Seconds a standby waits before taking a study over.")] = 10.0,
+) -> None:
+    """Run the coordinator loop for every running study (or the named ones). Start a second one elsewhere
+    as a standby: it takes over a study within two lease periods of the first one's death."""
+    from hpsearch.control.coordinator import Coordinator
+
+    logging.getLogger("hpsearch").setLevel(logging.INFO)
+    store = open_store(db, retry_seconds=RETRY_SECONDS)
+    loop = Coordinator(store, study, lease_seconds=lease)
+    with Progress(store, loop.running_studies, time.monotonic()) as progress:
+        loop.run(until_done=exit_when_done, on_tick=progress)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU index for this worker's trials (CUDA_VISIBLE_DEVICES).")] = None,
+    study: Annotated[str | None, typer.Option(help="Only run trials of this study.")] = None,
+    max_trials: Annotated[int | None, typer.Option(min=1, help="Exit after this many trials.")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(min=0, help="Exit after this many idle seconds.")] = None,
+    exit_when_done: Annotated[bool, typer.Option(help="Exit when --study is no longer running.")] = False,
+) -> None:
+    """Pull trials from the database and train them, one child process per trial."""
+    from hpsearch.execution.worker import Worker
+
+    logging.getLogger("hpsearch").setLevel(logging.INFO)
+    Worker(
+        open_store(db, retry_seconds=RETRY_SECONDS),
+        gpu=gpu,
+        study=study,
+        max_trials=max_trials,
+        idle_timeout=idle_timeout,
+        exit_when_done=exit_when_done,
+    ).run()
+
+
+@app.command()
+def run(
+    study_file: Path,
+    db: DbOption = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local workers (default: the study's run.workers).")
+    ] = None,
+    artifacts: ArtifactsOption = Path("hpsearch-artifacts"),
+) -> None:
+    """Create (or resume) a study and run it here: the coordinator plus local worker processes."""
+    url = resolve_url(db)
+    study = create_study(study_file, db=url, artifacts=artifacts)
+    count = workers or study.record.spec["run"]["workers"]
+    verb = "created" if study.created else "resumed"
+    out.print(f"study {study.name} {verb}: {count} workers, {mask_url(url)}")
+    logging.getLogger("hpsearch").setLevel(logging.WARNING)
+    with Progress(study.store, lambda: [study.record], time.monotonic()) as progress:
+        study.run(count, on_tick=progress)
+    print_best(study.store, study.record, as_json=False)
+
+
+@app.command()
+def automl(
+    data: Path,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="image_classifier, image_regressor, text_classifier, text_regressor, "
+            "structured_data_classifier or structured_data_regressor."
+        ),
+    ],
+    target: Annotated[str | None, typer.Option(help="The CSV's label column.")] = None,
+    time_limit: Annotated[str, typer.Option(help="Wall-time budget: seconds or '90s', '10m', '2h'.")] = "10m",
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local workers.")] = 2,
+    max_trials: Annotated[int, typer.Option(min=1)] = 100,
+    max_epochs: Annotated[int, typer.Option(min=1)] = 20,
+    name: Annotated[str | None, typer.Option(help="Study name (default: DATA's stem and the task).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the generated study is written.")] = Path(
+        "hpsearch-automl"
+    ),
+    artifacts: ArtifactsOption = Path("hpsearch-artifacts"),
+) -> None:
+    """AutoML from a data file: write a study for an AutoKeras task on DATA (.csv with --target, or .npz with
+    x and y) and run it like `hpsearch run`, within --time-limit."""
+    from hpsearch.execution.automl_data import write_study
+    from hpsearch.spec import parse_duration
+
+    try:
+        seconds = float(parse_duration(time_limit))
+    except (TypeError, ValueError):
+        raise UsageError(
+            "--time-limit", f"must be seconds or a duration such as '90s', '10m' (got {time_limit!r})"
+        ) from None
+    if seconds <= 0:
+        raise UsageError("--time-limit", f"must be positive (got {time_limit!r})")
+    study_file = write_study(
+        data,
+        task,
+        target=target,
+        time_limit=seconds,
+        out_dir=out_dir,
+        name=name,
+        workers=workers,
+        max_trials=max_trials,
+        max_epochs=max_epochs,
+    )
+    out.print(f"wrote {study_file}", highlight=False)
+    run(study_file, db=db, workers=workers, artifacts=artifacts)
