@@ -76,8 +76,7 @@ def objective(params: dict[str, Any], epoch: int) -> float:
 
 
 def create_study(url: str, trials: int, start_at: int = 0) -> str:
-    from hpsearch.store import open_store
-    from hpsearch.store.models import Study
+    from hpsearch.store import NewStudy, open_store
 
     store = open_store(url, create=True)
     search = {
@@ -89,7 +88,7 @@ def create_study(url: str, trials: int, start_at: int = 0) -> str:
         "n_startup_trials": 10,
     }
     study, _ = store.create_study(
-        Study(
+        NewStudy(
             name="bench",
             objective_name="val_loss",
             direction="min",

@@ -158,10 +158,10 @@ def tiny_study(tmp_path: Path) -> Path:
 
 def add_study(store, name: str = "demo", max_retries: int = 1, lease_seconds: float = 60.0):  # type: ignore[no-untyped-def]
     """A study row as `hpsearch study create` writes it, without a hypermodel behind it."""
-    from hpsearch.store.models import Study
+    from hpsearch.store import NewStudy
 
     study, _ = store.create_study(
-        Study(
+        NewStudy(
             name=name,
             objective_name="val_accuracy",
             direction="max",

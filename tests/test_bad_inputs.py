@@ -134,8 +134,7 @@ def populate(url: str, study_file: Path, artifacts: Path) -> None:
     """A study "demo" as `study create` writes it (without a hypermodel), with a completed, a failed and a
     queued trial."""
     from hpsearch.spec import load_spec
-    from hpsearch.store import TrialState, open_store
-    from hpsearch.store.models import Study
+    from hpsearch.store import NewStudy, TrialState, open_store
     from hpsearch.strategies import NewTrial
 
     spec = load_spec(study_file).model_dump(mode="json")
@@ -143,7 +142,7 @@ def populate(url: str, study_file: Path, artifacts: Path) -> None:
     units = {"name": "units", "conditions": [], "min_value": 4, "max_value": 8, "step": 4, "sampling": "linear"}
     store = open_store(url, create=True)
     study, _ = store.create_study(
-        Study(
+        NewStudy(
             name="demo",
             objective_name="val_accuracy",
             direction="max",

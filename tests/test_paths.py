@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.analysis.retention import collect
+from hpsearch.control.retention import collect
 from hpsearch.errors import UsageError
+from hpsearch.execution.protocol import CheckpointWritten
 from hpsearch.execution.worker import Worker, _StudyCache, _TrialRun
 from hpsearch.paths import UnsafePath, artifact_path, ensure_writable_root, stored_artifact
 from hpsearch.spec import load_spec
-from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Artifact, Study
+from hpsearch.store import NewArtifact, NewStudy, Store, StudyRecord, StudyState, TrialState
 from hpsearch.strategies import NewTrial
 
 from .conftest import UNIT_X_SPACE, write_tiny_study
@@ -76,11 +76,11 @@ def test_the_artifact_root_must_be_writable(tmp_path: Path) -> None:
 # --- where the database supplies the text ---------------------------------------------------------------
 
 
-def hand_written_study(store: Store, tmp_path: Path, name: str, root: Path) -> Study:
+def hand_written_study(store: Store, tmp_path: Path, name: str, root: Path) -> StudyRecord:
     """A study row as if written into the database by hand, bypassing the study file's name rule."""
     spec = load_spec(write_tiny_study(tmp_path)).model_dump(mode="json")
     study, _ = store.create_study(
-        Study(
+        NewStudy(
             name=name,
             objective_name="val_accuracy",
             direction="max",
@@ -128,7 +128,7 @@ def test_a_replaced_checkpoint_outside_the_root_is_not_deleted(
     precious = tmp_path / "outside" / "precious.txt"
     precious.write_text("keep me")
     store.record_checkpoint(
-        Artifact(
+        NewArtifact(
             study_id=study.id,
             trial_id=claimed.trial_id,
             kind="checkpoint",
@@ -142,7 +142,7 @@ def test_a_replaced_checkpoint_outside_the_root_is_not_deleted(
     run = _TrialRun(worker, claimed, _StudyCache(study, spec, tmp_path), task=None, claimed_at=0.0)
     inside = root / "tiny" / "trials" / "0" / "checkpoint-0002.weights.h5"
     with caplog.at_level(logging.WARNING, logger="hpsearch.execution.worker"):
-        assert run._handle(("checkpoint", 2, str(inside), "0" * 64, 10))
+        assert run.receive(CheckpointWritten(2, str(inside), "0" * 64, 10))
     assert precious.read_text() == "keep me"
     assert "outside the artifact root" in caplog.text
     assert [a.uri for a in store.checkpoints(study.id)] == [str(inside)]
@@ -159,7 +159,7 @@ def test_gc_deletes_nothing_outside_the_root(store: Store, tmp_path: Path, root:
         target = outside / f"precious-{number}.h5"
         target.write_text("keep me")
         store.record_checkpoint(
-            Artifact(
+            NewArtifact(
                 study_id=study.id,
                 trial_id=claimed.trial_id,
                 kind="checkpoint",

@@ -32,8 +32,9 @@ from hpsearch.store import Store, StudyState, TrialState, open_store
 if TYPE_CHECKING:
     import pandas as pd
 
-    from hpsearch.store.models import FinalJob, Trial
-    from hpsearch.store.models import Study as StudyRow
+    from hpsearch.store.records import FinalJobRecord as FinalJob
+    from hpsearch.store.records import StudyRecord as StudyRow
+    from hpsearch.store.records import TrialRecord as Trial
 
 DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 # Workers and coordinators ride out a database restart this long (reconnecting with backoff).
@@ -164,13 +165,14 @@ class Study:
         log_dir.mkdir(parents=True, exist_ok=True)
         if study.state != StudyState.RUNNING:
             self.store.set_study_state(study.id, StudyState.RUNNING)
-        count = workers or study.spec["run"]["workers"]
+        # workers=0: this process only coordinates; `hpsearch worker` processes elsewhere train.
+        count = study.spec["run"]["workers"] if workers is None else workers
         procs = _start_workers(self.store.engine.url.render_as_string(hide_password=False), study.name, count, log_dir)
 
         def tick() -> None:
             if on_tick is not None:
                 on_tick()
-            if all(p.poll() is not None for p in procs) and self.state == StudyState.RUNNING:
+            if procs and all(p.poll() is not None for p in procs) and self.state == StudyState.RUNNING:
                 raise HpsearchError(f"study {study.name}", f"all workers exited; see {log_dir}")
 
         try:

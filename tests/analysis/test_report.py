@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,11 +19,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-import hpsearch.store.repository as repository
 from hpsearch.analysis.report import render_report
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Artifact, FinalJob, Study, TrialAttempt
+from hpsearch.store import (
+    ClaimedTrial,
+    FinalJobRecord,
+    NewArtifact,
+    NewFinalJob,
+    NewStudy,
+    Store,
+    StudyRecord,
+    StudyState,
+    TrialState,
+)
+from hpsearch.store.models import Study, TrialAttempt
 from hpsearch.strategies.schedulers import Hyperband
 
 PAYLOAD = "<script>alert(1)</script>"
@@ -79,11 +89,11 @@ class Clock:
 class SimWorker:
     id: int
     free_at: datetime
-    trial: repository.ClaimedTrial | None = None
+    trial: ClaimedTrial | None = None
     epochs: list[int] = field(default_factory=list)
 
 
-def simulate_hyperband(store: Store, clock: Clock) -> Study:
+def simulate_hyperband(store: Store, clock: Clock) -> StudyRecord:
     """Two simulated workers run a Hyperband study (max_epochs 9: 23 trials, rungs 0-2, promotions) epoch by
     epoch in simulated time. The first trial with the payload activation fails with the payload in its error;
     the first new 3-epoch trial loses its worker after one epoch and is resumed (two attempts)."""
@@ -96,7 +106,7 @@ def simulate_hyperband(store: Store, clock: Clock) -> Study:
         "max_consecutive_failures": 3,
     }
     study, _ = store.create_study(
-        Study(
+        NewStudy(
             name=STUDY,
             objective_name="val_accuracy",
             direction="max",
@@ -141,7 +151,7 @@ def simulate_hyperband(store: Store, clock: Clock) -> Study:
         # A checkpoint row per epoch (no file behind it): a promoted trial resumes from its parent's epochs and a
         # re-run attempt from its own, as with real workers.
         store.record_checkpoint(
-            Artifact(
+            NewArtifact(
                 study_id=study.id,
                 trial_id=trial.trial_id,
                 kind="checkpoint",
@@ -186,9 +196,12 @@ def _attempt_started(store: Store, trial_id: int, now: datetime) -> None:
 
 
 @pytest.fixture
-def hb_report(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, Study]]:
+def hb_report(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, StudyRecord]]:
     clock = Clock()
-    monkeypatch.setattr(repository, "utcnow", clock)
+    # Every store module that stamps times (not models: column defaults, see _attempt_started).
+    for name, module in list(sys.modules.items()):
+        if name.startswith("hpsearch.store.") and name != "hpsearch.store.models" and hasattr(module, "utcnow"):
+            monkeypatch.setattr(module, "utcnow", clock)
     study = simulate_hyperband(store, clock)
     monkeypatch.undo()
     trials = store.trials(study.id)
@@ -236,7 +249,7 @@ def _assert_loads_nothing_remote(page: str) -> None:
         assert page.count(needle) == 0, needle
 
 
-def test_report_has_every_section_loads_nothing_and_escapes_user_strings(hb_report: tuple[Store, Study]) -> None:
+def test_report_has_every_section_loads_nothing_and_escapes_user_strings(hb_report: tuple[Store, StudyRecord]) -> None:
     store, study = hb_report
     page = render_report(store, study.name)
     for section in SECTIONS:
@@ -266,7 +279,7 @@ def test_report_has_every_section_loads_nothing_and_escapes_user_strings(hb_repo
 
 
 def test_report_of_a_study_without_trials_explains_instead_of_failing(store: Store) -> None:
-    from .conftest import add_study
+    from ..conftest import add_study
 
     study = add_study(store, "empty")
     page = render_report(store, study.name)
@@ -279,7 +292,7 @@ def test_report_of_a_study_without_trials_explains_instead_of_failing(store: Sto
 
 def test_report_of_a_running_study_shows_what_there_is(store: Store) -> None:
     """A random-search study with one trial running (one epoch reported) and the others queued."""
-    from .test_coordinator import budget_study
+    from ..control.test_coordinator import budget_study
 
     study = budget_study(store, "running")
     assert Coordinator(store, ["running"], prefetch=2).step(study, target_queued=3)
@@ -340,12 +353,12 @@ def _page_requests(net_log: Path) -> list[str]:
     return [str(p["url"]) for p in params if "url" in p and p.get("initiator") != "not an origin"]
 
 
-def add_final_job(store: Store, study: Study) -> FinalJob:
+def add_final_job(store: Store, study: StudyRecord) -> FinalJobRecord:
     """A completed final job as a worker records it (no training), with a payload in a slice value."""
     best = store.best_trial(study)
     assert best is not None
     job, _ = store.create_final_job(
-        FinalJob(study_id=study.id, trial_id=best.id, params=best.params, train_on="train", epochs=5, seed=1)
+        NewFinalJob(study_id=study.id, trial_id=best.id, params=best.params, train_on="train", epochs=5, seed=1)
     )
     worker = store.register_worker("final-worker", "host", 1, None)
     assert store.claim_final_job(worker, job_id=job.id) is not None
@@ -377,12 +390,12 @@ def add_final_job(store: Store, study: Study) -> FinalJob:
             {"slice": "all", "slice_value": "all", **slice_row},
             {"slice": "g", "slice_value": PAYLOAD, **slice_row},
         ],
-        artifacts=[Artifact(study_id=study.id, kind="keras", uri="/a/model.keras", sha256="0" * 64, size_bytes=1)],
+        artifacts=[NewArtifact(study_id=study.id, kind="keras", uri="/a/model.keras", sha256="0" * 64, size_bytes=1)],
     )
     return store.final_job(job.id)
 
 
-def test_the_final_model_section_shows_the_newest_completed_job(hb_report: tuple[Store, Study]) -> None:
+def test_the_final_model_section_shows_the_newest_completed_job(hb_report: tuple[Store, StudyRecord]) -> None:
     store, study = hb_report
     add_final_job(store, study)
     page = render_report(store, study.name)
@@ -397,7 +410,7 @@ def test_the_final_model_section_shows_the_newest_completed_job(hb_report: tuple
 
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_report_renders_in_headless_chromium(hb_report: tuple[Store, Study], tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(hb_report: tuple[Store, StudyRecord], tmp_path: Path) -> None:
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run this test")
     store, study = hb_report

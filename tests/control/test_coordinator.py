@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from hpsearch.control.coordinator import Coordinator
-from hpsearch.store import Store, StudyState, TrialState
+from hpsearch.store import NewStudy, Store, StudyRecord, StudyState, TrialState
 from hpsearch.store.db import make_engine
 from hpsearch.store.models import Study
 from hpsearch.strategies.schedulers import Hyperband
@@ -16,7 +16,7 @@ from hpsearch.strategies.schedulers import Hyperband
 from ..conftest import UNIT_X_SPACE, add_study
 
 
-def hyperband_study(store: Store) -> Study:
+def hyperband_study(store: Store) -> StudyRecord:
     search = {
         "algorithm": "hyperband",
         "max_epochs": 9,
@@ -27,7 +27,7 @@ def hyperband_study(store: Store) -> Study:
     }
     space = UNIT_X_SPACE
     study, _ = store.create_study(
-        Study(
+        NewStudy(
             name="hb",
             objective_name="val_accuracy",
             direction="max",
@@ -91,7 +91,9 @@ def test_a_restarted_coordinator_continues_the_same_hyperband_schedule(
     assert simulate(db_url, restart_every=restart_every) == reference
 
 
-def run_simulated(store: Store, study: Study, coordinator: Coordinator, epochs_per_trial: int | None = None) -> None:
+def run_simulated(
+    store: Store, study: StudyRecord, coordinator: Coordinator, epochs_per_trial: int | None = None
+) -> None:
     worker = store.register_worker(f"sim-{study.name}", "host", 1, None)
     for _ in range(500):
         if not coordinator.step(store.study_by_id(study.id), target_queued=2):
@@ -108,7 +110,7 @@ def run_simulated(store: Store, study: Study, coordinator: Coordinator, epochs_p
     raise AssertionError("the study did not finish")
 
 
-def budget_study(store: Store, name: str, **search: object) -> Study:
+def budget_study(store: Store, name: str, **search: object) -> StudyRecord:
     study = add_study(store, name)
     spec = {**study.spec, "search": {**study.spec["search"], "algorithm": "random", **search}}
     with store.session() as session:

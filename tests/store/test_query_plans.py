@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from hpsearch.store import Store, TrialState
 from hpsearch.store.models import Trial
-from hpsearch.store.repository import claim_query
+from hpsearch.store.statements import claim_query
 
 from ..conftest import add_study
 

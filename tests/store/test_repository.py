@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from collections import Counter
 
@@ -9,9 +10,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from hpsearch.errors import StoreError, UsageError
-from hpsearch.store import Store, StudyState, TrialState, open_store
+from hpsearch.store import (
+    FinalJobRecord,
+    NewArtifact,
+    NewFinalJob,
+    NewStudy,
+    Store,
+    StudyRecord,
+    StudyState,
+    TrialState,
+    open_store,
+)
 from hpsearch.store.db import make_engine
-from hpsearch.store.models import Artifact, Base, FinalJob, Study, TrialMetric, TrialParam, Worker
+from hpsearch.store.models import Base, TrialMetric, TrialParam, Worker
 from hpsearch.strategies import NewTrial
 
 from ..conftest import add_study
@@ -25,12 +36,10 @@ def test_migrations_create_exactly_the_models(store: Store) -> None:
 
 def test_same_study_twice_is_returned_and_a_changed_one_refused(store: Store) -> None:
     first = add_study(store)
-    again, created = store.create_study(
-        Study(**{c.name: getattr(first, c.name) for c in Study.__table__.columns if c.name != "id"})
-    )
+    same = {f.name: getattr(first, f.name) for f in dataclasses.fields(NewStudy)}
+    again, created = store.create_study(NewStudy(**same))
     assert (again.id, created) == (first.id, False)
-    changed = Study(**{c.name: getattr(first, c.name) for c in Study.__table__.columns if c.name != "id"})
-    changed.spec = {**first.spec, "x": 1}
+    changed = NewStudy(**same | {"spec": {**first.spec, "x": 1}})
     with pytest.raises(UsageError, match="different study file"):
         store.create_study(changed)
 
@@ -108,7 +117,7 @@ def test_a_reclaimed_trial_resumes_from_its_checkpoint_as_a_new_attempt(store: S
     first = store.claim(one)
     assert first is not None and first.initial_epoch == 0 and first.checkpoint_uri is None
     store.record_checkpoint(
-        Artifact(study_id=study.id, trial_id=first.trial_id, kind="checkpoint", epoch=2, uri="/c/2", sha256="a",
+        NewArtifact(study_id=study.id, trial_id=first.trial_id, kind="checkpoint", epoch=2, uri="/c/2", sha256="a",
                  size_bytes=1)
     )  # fmt: skip
     assert store.expire_leases({study.id: 1}) == 1
@@ -169,13 +178,13 @@ def test_a_promotion_whose_parent_lost_its_checkpoint_starts_over_with_a_note(st
     assert "parent's checkpoint is gone" in (store.trial(study.id, 1).error or "")
 
 
-def _study_with_a_final_job(store: Store) -> tuple[Study, FinalJob]:
+def _study_with_a_final_job(store: Store) -> tuple[StudyRecord, FinalJobRecord]:
     """A study with one queued trial and a queued promotion of it."""
     study = add_study(store)
     store.add_trials(study, [NewTrial({"u": 1}, 3)])
     trial = store.trial(study.id, 0)
     job, _ = store.create_final_job(
-        FinalJob(study_id=study.id, trial_id=trial.id, params=trial.params, train_on="train", epochs=5, seed=1)
+        NewFinalJob(study_id=study.id, trial_id=trial.id, params=trial.params, train_on="train", epochs=5, seed=1)
     )
     return study, job
 
@@ -196,9 +205,9 @@ def test_a_worker_is_handed_trials_first_then_promotions(store: Store) -> None:
     study, job = _study_with_a_final_job(store)
     worker = store.register_worker("w1", "h", 1, None)
     first = store.claim_next(worker, study.id)
-    assert not isinstance(first, FinalJob) and first is not None and first.number == 0
+    assert not isinstance(first, FinalJobRecord) and first is not None and first.number == 0
     second = store.claim_next(worker, study.id)
-    assert isinstance(second, FinalJob) and second.id == job.id and second.state == "RUNNING"
+    assert isinstance(second, FinalJobRecord) and second.id == job.id and second.state == "RUNNING"
     assert store.claim_next(worker, study.id) is None
 
 

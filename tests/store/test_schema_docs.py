@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hpsearch.store import Store, StudyState, TrialState
+from hpsearch.records import NewTrial
+from hpsearch.store import Store, StudyRecord, StudyState, TrialState
 from hpsearch.store.db import make_engine, upgrade
-from hpsearch.store.models import TRIAL_SUMMARY_SQL, Base, Study, Trial
-from hpsearch.strategies.base import NewTrial
+from hpsearch.store.models import TRIAL_SUMMARY_SQL, Base, Trial
 
 from ..conftest import add_study
 
@@ -126,7 +126,7 @@ DEMO: dict[int, tuple[dict[str, Any], tuple[float, float]]] = {
 QUEUED_PARAMS: dict[str, Any] = {"activation": "tanh", "lr": 0.002, "units": 64}
 
 
-def run_trial(store: Store, study: Study, worker_id: int, accuracies: tuple[float, ...]) -> int:
+def run_trial(store: Store, study: StudyRecord, worker_id: int, accuracies: tuple[float, ...]) -> int:
     claimed = store.claim(worker_id, study.id)
     assert claimed is not None
     for epoch, accuracy in enumerate(accuracies, start=1):

@@ -11,13 +11,12 @@ import pandas as pd
 
 from hpsearch.errors import UsageError
 from hpsearch.space import SearchSpace
-from hpsearch.store import Store
-from hpsearch.store.models import Study
+from hpsearch.store import Store, StudyRecord
 
 FORMATS = ("csv", "parquet", "json")
 
 
-def trials_frame(store: Store, study: Study) -> pd.DataFrame:
+def trials_frame(store: Store, study: StudyRecord) -> pd.DataFrame:
     """One row per trial; each parameter in a ``param_<name>`` column."""
     records = []
     for trial in store.trials(study.id):
@@ -43,7 +42,7 @@ def trials_frame(store: Store, study: Study) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def metrics_frame(store: Store, study: Study) -> pd.DataFrame:
+def metrics_frame(store: Store, study: StudyRecord) -> pd.DataFrame:
     """Learning curves in long form: trial number, epoch, metric name, value."""
     records = [
         {"study": study.name, "number": trial.number, "epoch": epoch, "name": name, "value": value}
@@ -76,7 +75,7 @@ def write_frame(frame: pd.DataFrame, fmt: str, path: Path | None) -> str | None:
     return None
 
 
-def to_optuna(store: Store, study: Study, url: str) -> int:
+def to_optuna(store: Store, study: StudyRecord, url: str) -> int:
     """Copy finished trials (params, objective values, per-epoch objective) into an Optuna storage."""
     import optuna
 
@@ -105,9 +104,9 @@ def to_optuna(store: Store, study: Study, url: str) -> int:
             continue
         params = {k: v for k, v in trial.params.items() if k in distributions}
         curve = {
-            epoch: metrics[study.objective_name]
+            epoch: value
             for epoch, metrics in store.metrics(trial.id).items()
-            if metrics.get(study.objective_name) is not None
+            if (value := metrics.get(study.objective_name)) is not None
         }
         target.add_trial(
             optuna.trial.create_trial(

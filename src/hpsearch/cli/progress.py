@@ -9,7 +9,8 @@ from rich.live import Live
 
 from hpsearch.cli.app import out
 from hpsearch.store import Store
-from hpsearch.store.models import Study, utcnow
+from hpsearch.store.models import utcnow
+from hpsearch.store.records import StudyRecord as Study
 
 
 class Progress:

@@ -15,7 +15,8 @@ from hpsearch.cli.app import DbOption, JsonOption, TrialNumber, app, out
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.store import Store, mask_url, open_store
 from hpsearch.store.db import scrub
-from hpsearch.store.models import Study, Trial
+from hpsearch.store.records import StudyRecord as Study
+from hpsearch.store.records import TrialRecord as Trial
 
 # --- reading ---------------------------------------------------------------------------------------------
 

@@ -1,4 +1,15 @@
-"""Checkpoint retention: keep what resuming and promotion still need, free the rest (`hpsearch gc`)."""
+"""Checkpoint retention: keep what resuming and promotion still need, free the rest (`hpsearch gc`).
+
+It lives in ``control``, not ``analysis``, for two reasons: it deletes (checkpoint files, and their rows through
+the one store method :meth:`Store.delete_artifacts`), and ``analysis`` only ever reads; and what it keeps is
+decided by the trial lifecycle that ``control`` runs (queued and running trials resume from their checkpoint,
+a promotion continues its parent's, a successive-halving trial may still be promoted while the study runs).
+
+Example::
+
+    >>> result = collect(store, store.study("mnist_mlp"), dry_run=True)
+    >>> print(f"would free {result.freed} checkpoints ({result.freed_bytes / 1e6:.1f} MB)")
+"""
 
 from __future__ import annotations
 
@@ -7,21 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
-from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Study, Trial
+from hpsearch.store import Store, StudyRecord, StudyState, TrialRecord, TrialState
 
 ORPHAN_GLOB = "checkpoint-*.weights.h5"
 
 
 @dataclass(frozen=True)
 class Collected:
+    """What :func:`collect` did (or would do). Example: ``Collected(kept=3, freed=9, freed_bytes=1_200_000)``."""
+
     kept: int
     freed: int
     freed_bytes: int
 
 
-def needed(trials: list[Trial], study_running: bool, best: Trial | None) -> set[int]:
-    """Ids of the trials whose checkpoint may still be read."""
+def needed(trials: list[TrialRecord], study_running: bool, best: TrialRecord | None) -> set[int]:
+    """Ids of the trials whose checkpoint may still be read.
+
+    Example: ``needed(store.trials(study.id), study_running=True, best=store.best_trial(study))`` -> ``{4, 7}``.
+    """
     active = [t for t in trials if t.state in (TrialState.QUEUED, TrialState.RUNNING)]
     keep = {t.id for t in active}  # they resume from their own checkpoint
     keep |= {t.parent_trial_id for t in active if t.parent_trial_id is not None}  # promotions yet to start
@@ -36,7 +51,12 @@ def needed(trials: list[Trial], study_running: bool, best: Trial | None) -> set[
     return keep
 
 
-def collect(store: Store, study: Study, *, dry_run: bool = False) -> Collected:
+def collect(store: Store, study: StudyRecord, *, dry_run: bool = False) -> Collected:
+    """Delete the checkpoints of ``study`` that :func:`needed` does not keep (files, then their rows in one
+    statement), and, once the study is no longer running, checkpoint files no row records.
+
+    Example: ``collect(store, store.study("mnist_mlp")).freed`` -> ``9``.
+    """
     trials = store.trials(study.id)
     keep = needed(trials, study.state == StudyState.RUNNING, store.best_trial(study))
     freed = freed_bytes = kept = 0

@@ -1,0 +1,450 @@
+"""The report's plotly figures, built from :class:`~hpsearch.analysis.report.data.ReportData`.
+
+Each ``*_figure`` function returns a plotly figure, or a plain-text note when there is nothing to draw. Every
+user string that goes into a figure passes through :func:`plotly_text`: plotly renders its text as a small HTML
+dialect, so it gets the escaped form and shows the original characters.
+
+Example::
+
+    >>> figure = history_figure(load_report_data(store, "mnist_mlp"))
+    >>> figure.to_html(full_html=False, include_plotlyjs=False)[:4]
+    '<div'
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hpsearch.analysis.report.data import Axis, ReportData, TrialInfo
+
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
+_STATE_COLORS = {
+    "COMPLETED": "#2ca02c",
+    "PRUNED": "#ff7f0e",
+    "FAILED": "#d62728",
+    "LOST": "#9467bd",
+    "RELEASED": "#7f7f7f",
+    "RUNNING": "#1f77b4",
+    "QUEUED": "#bbbbbb",
+}
+_INACTIVE = "(inactive)"
+_SLICE_PARAMS = 3
+
+
+def plotly_text(value: object) -> str:
+    """Escape a user string for plotly, which renders its text as a small HTML dialect (tags like <b>, <br>,
+    <a>) and decodes &lt; &gt; &amp; (but not &quot;), so the reader sees the original characters.
+
+    Example: ``plotly_text("<b>")`` is ``"&lt;b&gt;"``.
+    """
+    return html.escape(str(value), quote=False)
+
+
+def fmt(value: object) -> str:
+    """A value as the report writes it: floats with 6 significant digits. Example: ``fmt(1 / 3)`` is ``"0.333333"``."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _layout(figure: Any, height: int, **layout: Any) -> Any:
+    layout.setdefault("margin", {"l": 70, "r": 30, "t": 30, "b": 50})
+    figure.update_layout(template="plotly_white", height=height, **layout)
+    return figure
+
+
+def _hover(trial: TrialInfo, extra: str = "") -> str:
+    params = "<br>".join(f"{plotly_text(k)} = {plotly_text(fmt(v))}" for k, v in trial.params.items())
+    return f"trial #{trial.number}{extra}<br>{params}"
+
+
+def history_figure(data: ReportData) -> Any:
+    """Each completed trial's objective by trial number, the best so far as a step line, pruned trials in
+    grey. Example: ``history_figure(data)``."""
+    import plotly.graph_objects as go
+
+    completed = data.completed
+    if not completed:
+        return "No completed trial yet."
+    objective = plotly_text(data.study.objective_name)
+    figure = go.Figure()
+    pruned = [t for t in data.trials if t.state == "PRUNED" and t.objective is not None]
+    if pruned:
+        figure.add_scatter(
+            x=[t.number for t in pruned],
+            y=[t.objective for t in pruned],
+            mode="markers",
+            name="pruned",
+            marker={"color": "#bbbbbb", "size": 7},
+            hovertext=[_hover(t, " (pruned)") for t in pruned],
+            hoverinfo="text",
+        )
+    figure.add_scatter(
+        x=[t.number for t in completed],
+        y=[t.objective for t in completed],
+        mode="markers",
+        name="completed trial",
+        marker={"color": _COLORS[0], "size": 8},
+        hovertext=[_hover(t, f": {fmt(t.objective)}") for t in completed],
+        hoverinfo="text",
+    )
+    best: list[float] = []
+    for trial in completed:
+        assert trial.objective is not None
+        better = not best or (trial.objective > best[-1] if data.maximize else trial.objective < best[-1])
+        best.append(trial.objective if better else best[-1])
+    figure.add_scatter(
+        x=[t.number for t in completed],
+        y=best,
+        mode="lines",
+        name="best so far",
+        line={"color": _COLORS[3], "shape": "hv"},
+    )
+    return _layout(figure, 420, xaxis_title="trial number", yaxis_title=objective)
+
+
+def _numeric(value: Any, log: bool) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if log:
+        return math.log10(value) if value > 0 else None
+    return float(value)
+
+
+def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """About ``count`` round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) within [low, high]."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / (count - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first = math.ceil(low / step - 1e-9)
+    return [round(k * step, 12) for k in range(first, math.floor(high / step + 1e-9) + 1)]
+
+
+def _ticks(low: float, high: float, log: bool) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a numeric parallel-coordinates axis (a log axis holds log10 values:
+    ticks at 1, 2 and 5 times powers of ten, or powers of ten alone over many decades)."""
+    if not log:
+        positions = _nice_ticks(low, high)
+        return positions, [fmt(p) for p in positions]
+    mantissas = (1.0,) if high - low > 3 else (1.0, 2.0, 5.0)
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    positions = [math.log10(m * 10.0**k) for k in decades for m in mantissas]
+    positions = [p for p in positions if low - 1e-9 <= p <= high + 1e-9]
+    if len(positions) < 2:
+        positions = [math.log10(v) for v in _nice_ticks(10**low, 10**high) if v > 0]
+    return positions, [f"{10**p:.3g}" for p in positions]
+
+
+def _dimension(axis: Axis, values: Sequence[Any]) -> dict[str, Any]:
+    """A parallel-coordinates dimension. Categories become 0, 1, 2... with their names as tick labels
+    (parcoords sets tick labels as plain text, so these stay unescaped; its axis label is plotly's HTML
+    dialect, so that is escaped); a parameter inactive in some trials (a conditional one) gets an extra
+    "(inactive)" tick below the others."""
+    label = plotly_text(axis.name)
+    missing = any(v is None for v in values)
+    if not axis.numeric:
+        categories = list(axis.categories) + ([None] if missing else [])
+        index = {repr(c): i for i, c in enumerate(categories)}
+        return {
+            "label": label,
+            "values": [index[repr(v)] for v in values],
+            "tickvals": list(range(len(categories))),
+            "ticktext": [_INACTIVE if c is None else fmt(c) for c in categories],
+            "range": [-0.2, len(categories) - 0.8] if len(categories) > 1 else [-1, 1],
+        }
+    numbers = [_numeric(v, axis.log) for v in values]
+    present = [n for n in numbers if n is not None]
+    low, high = (min(present), max(present)) if present else (0.0, 1.0)
+    dimension: dict[str, Any] = {"label": label + (" (log)" if axis.log else "")}
+    positions, labels = _ticks(low, high, axis.log)
+    if missing:
+        fill = low - 0.15 * ((high - low) or 1.0)
+        positions, labels = [fill, *positions], [_INACTIVE, *labels]
+        numbers = [fill if n is None else n for n in numbers]
+        low = fill
+    dimension.update(tickvals=positions, ticktext=labels)
+    dimension.update(values=numbers, range=[low, high] if high > low else [low - 1, high + 1])
+    return dimension
+
+
+def parallel_figure(data: ReportData) -> Any:
+    """Parallel coordinates of the varying parameters and the objective, one line per completed trial.
+    Example: ``parallel_figure(data)``."""
+    import plotly.graph_objects as go
+
+    completed = data.completed
+    if not completed:
+        return "No completed trial yet."
+    if not data.axes:
+        return "No parameter varies between trials."
+    objectives = [t.objective for t in completed]
+    dimensions = [_dimension(axis, [t.params.get(axis.name) for t in completed]) for axis in data.axes]
+    dimensions.append({"label": plotly_text(data.study.objective_name), "values": objectives})
+    figure = go.Figure(
+        go.Parcoords(
+            line={
+                "color": objectives,
+                "colorscale": "Viridis",
+                "reversescale": not data.maximize,
+                "showscale": True,
+                "colorbar": {"title": {"text": plotly_text(data.study.objective_name)}},
+            },
+            dimensions=dimensions,
+        )
+    )
+    return _layout(figure, 460, margin={"l": 80, "r": 80, "t": 60, "b": 40})
+
+
+def importance_figure(importances: dict[str, float]) -> Any:
+    """A horizontal bar per parameter, the most important on top.
+
+    Example: ``importance_figure({"lr": 0.8, "act": 0.2})``.
+    """
+    import plotly.graph_objects as go
+
+    ordered = sorted(importances.items(), key=lambda item: item[1])
+    figure = go.Figure(
+        go.Bar(
+            x=[value for _, value in ordered],
+            y=[plotly_text(name) for name, _ in ordered],
+            orientation="h",
+            marker={"color": _COLORS[0]},
+            text=[f"{value:.2f}" for _, value in ordered],
+            textposition="auto",
+            hoverinfo="x+y",
+        )
+    )
+    return _layout(figure, 120 + 36 * len(ordered), xaxis_title="importance (fANOVA, sums to 1)", xaxis_range=[0, 1])
+
+
+def curves_figure(data: ReportData) -> Any:
+    """One line per trial. Successive halving: colored by rung, and a promoted trial continues its parent's
+    line with a dashed segment from the parent's value at the epoch the promotion starts from.
+
+    Example: ``curves_figure(data)``.
+    """
+    import plotly.graph_objects as go
+
+    drawn = [t for t in data.trials if data.curves.get(t.id)]
+    if not drawn:
+        return "No epoch reported yet."
+
+    def group(trial: TrialInfo) -> str:
+        return f"rung {trial.rung}" if data.multi_fidelity and trial.rung is not None else str(trial.state)
+
+    groups = sorted({group(t) for t in drawn}, key=lambda g: (len(g), g))  # rung 2 before rung 10
+    colors = {
+        g: _COLORS[i % len(_COLORS)] if data.multi_fidelity else _STATE_COLORS.get(g, _COLORS[0])
+        for i, g in enumerate(groups)
+    }
+    by_id = data.by_id
+    figure = go.Figure()
+    for name in groups:
+        xs: list[int | None] = []
+        ys: list[float | None] = []
+        texts: list[str | None] = []
+        links_x: list[int | None] = []
+        links_y: list[float | None] = []
+        for trial in (t for t in drawn if group(t) == name):
+            curve = data.curves[trial.id]
+            epochs = sorted(curve)
+            label = f"trial #{trial.number}" + (f" (rung {trial.rung})" if trial.rung is not None else "")
+            xs += [*epochs, None]
+            ys += [*(curve[e] for e in epochs), None]
+            texts += [*(f"{label}<br>epoch {e}: {fmt(curve[e])}" for e in epochs), None]
+            parent = by_id.get(trial.parent_trial_id) if trial.parent_trial_id is not None else None
+            start = data.curves.get(parent.id, {}).get(trial.initial_epoch) if parent is not None else None
+            # A promoted trial reports from initial_epoch + 1 on; one that had to restart from scratch (its
+            # parent's checkpoint was unusable) has a whole curve of its own and no link.
+            if start is not None and epochs[0] > trial.initial_epoch:
+                links_x += [trial.initial_epoch, epochs[0], None]
+                links_y += [start, curve[epochs[0]], None]
+        figure.add_scatter(
+            x=xs,
+            y=ys,
+            mode="lines+markers",
+            name=name,
+            legendgroup=name,
+            line={"color": colors[name], "width": 1.5},
+            marker={"size": 4},
+            hovertext=texts,
+            hoverinfo="text",
+            connectgaps=False,
+        )
+        if links_x:
+            figure.add_scatter(
+                x=links_x,
+                y=links_y,
+                mode="lines",
+                name=f"{name}: promoted from",
+                legendgroup=name,
+                showlegend=False,
+                line={"color": colors[name], "width": 1.5, "dash": "dash"},
+                hoverinfo="skip",
+                connectgaps=False,
+            )
+    title = "epoch" + (" (dashed: a promoted trial continues its parent)" if data.multi_fidelity else "")
+    last_epoch = max(max(data.curves[t.id]) for t in drawn)
+    _layout(figure, 460, xaxis_title=title, yaxis_title=plotly_text(data.study.objective_name))
+    if last_epoch <= 20:
+        figure.update_xaxes(dtick=1)
+    return figure
+
+
+def slices_figure(data: ReportData, importances: dict[str, float] | None) -> Any:
+    """The objective against each of the (most important) parameters, one panel each.
+    Example: ``slices_figure(data, {"lr": 0.9, "act": 0.1})``."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    completed = data.completed
+    if not completed:
+        return "No completed trial yet."
+    axes_by_name = {a.name: a for a in data.axes}
+    ranked = [n for n in (importances or {}) if n in axes_by_name]  # most important first
+    ranked += [n for n in axes_by_name if n not in ranked]  # then in declaration order
+    chosen = [axes_by_name[n] for n in ranked[:_SLICE_PARAMS]]
+    if not chosen:
+        return "No parameter varies between trials."
+    figure = make_subplots(
+        rows=1, cols=len(chosen), shared_yaxes=True, subplot_titles=[plotly_text(a.name) for a in chosen]
+    )
+    for column, axis in enumerate(chosen, start=1):
+        shown = [t for t in completed if axis.name in t.params]
+        if axis.numeric:
+            xs: list[Any] = [t.params[axis.name] for t in shown]
+        else:
+            xs = [plotly_text(fmt(t.params[axis.name])) for t in shown]
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[t.objective for t in shown],
+                mode="markers",
+                name=plotly_text(axis.name),
+                showlegend=False,
+                hovertext=[_hover(t, f": {fmt(t.objective)}") for t in shown],
+                hoverinfo="text",
+                marker={
+                    "size": 8,
+                    "color": [t.number for t in shown],
+                    "colorscale": "Blues",
+                    "showscale": column == 1,
+                    "colorbar": {"title": {"text": "trial"}},
+                    "line": {"width": 0.5, "color": "#444"},
+                },
+            ),
+            row=1,
+            col=column,
+        )
+        if axis.numeric:
+            figure.update_xaxes(type="log" if axis.log else "linear", row=1, col=column)
+        else:
+            order = [plotly_text(fmt(c)) for c in axis.categories]
+            figure.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=1, col=column)
+    figure.update_yaxes(title_text=plotly_text(data.study.objective_name), row=1, col=1)
+    return _layout(figure, 400, margin={"l": 70, "r": 30, "t": 50, "b": 50})
+
+
+@dataclass(frozen=True)
+class _Bar:
+    worker: str
+    start: datetime
+    end: datetime
+    outcome: str
+    text: str
+    hover: str
+
+
+def _timeline_bars(data: ReportData) -> list[_Bar]:
+    """One bar per attempt (trial_attempts); trials run before attempts were recorded fall back to their own
+    started_at and finished_at."""
+    by_id = data.by_id
+
+    def worker_label(worker_id: int | None) -> str:
+        worker = data.workers.get(worker_id) if worker_id is not None else None
+        if worker is None:
+            return "(unknown worker)"
+        return plotly_text(worker.name) + (f" [gpu {plotly_text(worker.gpu)}]" if worker.gpu else "")
+
+    bars = []
+    with_attempts = set()
+    for attempt in data.attempts:
+        trial = by_id[attempt.trial_id]
+        with_attempts.add(trial.id)
+        outcome = attempt.outcome or "RUNNING"
+        end = attempt.ended_at or (trial.finished_at if attempt.outcome else None) or data.now
+        text = f"#{trial.number}"
+        hover = f"trial #{trial.number}, attempt {attempt.attempt}: {outcome}<br>from epoch {attempt.start_epoch}"
+        bars.append(_Bar(worker_label(attempt.worker_id), attempt.started_at, end, outcome, text, hover))
+    for trial in data.trials:
+        if trial.id in with_attempts or trial.started_at is None:
+            continue
+        end = trial.finished_at or data.now
+        hover = f"trial #{trial.number}: {trial.state}"
+        bars.append(_Bar(worker_label(trial.worker_id), trial.started_at, end, trial.state, f"#{trial.number}", hover))
+    return sorted(bars, key=lambda b: b.start)
+
+
+def timeline_figure(data: ReportData) -> Any:
+    """A Gantt chart of the workers: one bar per attempt, colored by outcome. Example: ``timeline_figure(data)``."""
+    import plotly.graph_objects as go
+
+    bars = _timeline_bars(data)
+    if not bars:
+        return "No trial has started yet."
+    rows = list(dict.fromkeys(b.worker for b in bars))  # by first start
+    figure = go.Figure()
+    for outcome in dict.fromkeys(b.outcome for b in bars):
+        mine = [b for b in bars if b.outcome == outcome]
+        figure.add_bar(
+            base=[b.start for b in mine],
+            x=[max((b.end - b.start).total_seconds() * 1000.0, 1.0) for b in mine],
+            y=[b.worker for b in mine],
+            orientation="h",
+            name=outcome,
+            marker={"color": _STATE_COLORS.get(outcome, _COLORS[0]), "line": {"color": "white", "width": 1}},
+            text=[b.text for b in mine],
+            textposition="inside",
+            insidetextanchor="middle",
+            textangle=0,
+            hovertext=[
+                f"{b.hover}<br>{b.start:%H:%M:%S} to {b.end:%H:%M:%S} ({(b.end - b.start).total_seconds():.1f} s)"
+                for b in mine
+            ],
+            hoverinfo="text",
+        )
+    figure.update_xaxes(type="date", title_text="time (UTC)")
+    figure.update_yaxes(type="category", categoryorder="array", categoryarray=rows[::-1], title_text="worker")
+    return _layout(
+        figure, 140 + 48 * len(rows), barmode="overlay", bargap=0.3, uniformtext={"minsize": 9, "mode": "hide"}
+    )
+
+
+def confusion_figure(confusion: dict[str, Any]) -> Any:
+    """The final model's confusion matrix as a heatmap.
+    Example: ``confusion_figure({"labels": ["0", "1"], "matrix": [[5, 1], [1, 3]]})``."""
+    import plotly.graph_objects as go
+
+    labels = [plotly_text(label) for label in confusion["labels"]]
+    matrix = confusion["matrix"]
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            colorscale="Blues",
+            text=matrix,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title_text="predicted", type="category")
+    figure.update_yaxes(title_text="true", type="category", autorange="reversed")
+    return _layout(figure, 200 + 30 * len(labels))

@@ -1,0 +1,365 @@
+"""The trial queue: queue trials, claim one, heartbeat, report epochs and checkpoints, finish, release or
+retry. Which state a trial may move to from which is the table in :mod:`hpsearch.store.states`
+(``TRANSITIONS``, re-exported here): every write below is guarded by it.
+
+The worker's calls (claim, heartbeat, record_epoch, finish) run prebuilt statements
+(:mod:`hpsearch.store.statements`) on a plain connection: one round trip each on PostgreSQL, a claim's
+writes one statement inside its transaction.
+
+Example::
+
+    numbers = store.add_trials(study, [NewTrial({"units": 8}, budget_epochs=3)])
+    claimed = store.claim(worker_id, study.id)
+    store.record_epoch(claimed.trial_id, worker_id, 1, {"val_loss": 0.3}, "val_loss", "min")
+    store.finish(claimed.trial_id, worker_id, TrialState.COMPLETED)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import Connection, CursorResult, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from hpsearch.records import NewTrial
+from hpsearch.space import Value
+from hpsearch.store.database import Database, retrying
+from hpsearch.store.final_jobs import claim_final_job_in
+from hpsearch.store.models import (
+    Artifact,
+    Study,
+    StudyState,
+    Trial,
+    TrialAttempt,
+    TrialMetric,
+    TrialParam,
+    TrialState,
+    Worker,
+    utcnow,
+)
+from hpsearch.store.records import ClaimedTrial, FinalJobRecord, NewArtifact, StudyRecord, new_values
+from hpsearch.store.statements import (
+    ATTEMPTS,
+    CLAIM,
+    END_ATTEMPT,
+    FINISH,
+    FINISH_ALL,
+    HEARTBEAT,
+    LATEST_CHECKPOINT,
+    NEW_ATTEMPT,
+    OWNED,
+    WORKER_SEEN,
+    WORKER_STATE,
+    add_metrics,
+    claim_query,
+    end_attempt,
+    finite_or_none,
+    param_values,
+    report,
+    report_with_metrics,
+    together,
+)
+from hpsearch.store.states import TRANSITIONS, check_finished, check_transition, guard
+
+HeartbeatAnswer = Literal["continue", "stop", "pause", "lost"]
+
+__all__ = ["TRANSITIONS", "HeartbeatAnswer", "Queue", "retry_or_fail"]
+
+
+def _owned(trial_id: int, worker_id: int) -> Any:
+    """OWNED (RUNNING and held by this worker) with this trial and worker bound."""
+    return OWNED.params(p_trial=trial_id, p_worker=worker_id)
+
+
+class Queue(Database):
+    """The trial queue (see :mod:`hpsearch.store.queue`)."""
+
+    @retrying
+    def add_trials(self, study: StudyRecord, new_trials: Sequence[NewTrial]) -> list[int]:
+        """Queue trials with the next numbers; returns the numbers. Example: ``[0, 1]`` for a new study."""
+        if not new_trials:
+            return []
+        with self.transaction() as connection:
+            last = connection.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
+            first = (last if last is not None else -1) + 1
+            parents = [new.parent_number for new in new_trials if new.parent_number is not None]
+            parent_ids = dict(
+                connection.execute(
+                    select(Trial.number, Trial.id).where(Trial.study_id == study.id, Trial.number.in_(parents))
+                ).all()
+                if parents
+                else []
+            )
+            rows = [
+                {
+                    "study_id": study.id,
+                    "number": first + offset,
+                    "state": TrialState.QUEUED,
+                    "params": dict(new.params),
+                    "budget_epochs": new.budget_epochs,
+                    "initial_epoch": new.initial_epoch,
+                    "parent_trial_id": parent_ids.get(new.parent_number) if new.parent_number is not None else None,
+                    "seed": study.seed + first + offset,
+                    "bracket": new.bracket,
+                    "rung": new.rung,
+                }
+                for offset, new in enumerate(new_trials)
+            ]
+            ids = connection.scalars(insert(Trial).returning(Trial.id, sort_by_parameter_order=True), rows).all()
+            params = [
+                param_values(trial_id, name, value)
+                for trial_id, new in zip(ids, new_trials, strict=True)
+                for name, value in new.params.items()
+            ]
+            if params:
+                connection.execute(insert(TrialParam), params)
+            return [first + offset for offset in range(len(rows))]
+
+    @retrying
+    def claim(self, worker_id: int, study_id: int | None = None) -> ClaimedTrial | None:
+        """Atomically take the oldest QUEUED trial (lowest id) of a RUNNING study: QUEUED -> RUNNING.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent claimers never wait on or take the
+        same row. SQLite: the transaction began with ``BEGIN IMMEDIATE`` (see db.py), so claims serialise.
+        """
+        with self.transaction() as connection:
+            return claim_trial(connection, worker_id, study_id)
+
+    @retrying
+    def claim_next(self, worker_id: int, study_id: int | None = None) -> ClaimedTrial | FinalJobRecord | None:
+        """A worker's next work, in one transaction: a trial first, else a promotion (final job) waiting for
+        a worker. An idle worker asks at every poll; finding nothing costs two plain queries."""
+        with self.transaction() as connection:
+            return claim_trial(connection, worker_id, study_id) or claim_final_job_in(connection, worker_id, study_id)
+
+    @retrying
+    def heartbeat(self, trial_id: int, worker_id: int, lease_seconds: float) -> HeartbeatAnswer:
+        """Renew the lease. ``lost``: another worker owns the trial now (or it is no longer RUNNING);
+        ``stop``: the strategy stops (prunes) it; ``pause``: its study was stopped, so the trial goes back to
+        the queue to resume later; else ``continue``."""
+        now = utcnow()
+        owner = {"p_trial": trial_id, "p_worker": worker_id}
+        with self.autocommit() as connection:  # two facts, each atomic on its own
+            renewed = connection.execute(HEARTBEAT, owner | {"p_lease": now + timedelta(seconds=lease_seconds)}).first()
+            connection.execute(WORKER_SEEN, {"p_worker": worker_id, "p_now": now})
+        if renewed is None:
+            return "lost"
+        if renewed.stop_requested:
+            return "stop"
+        return "pause" if renewed.study_state != StudyState.RUNNING else "continue"
+
+    @retrying
+    def record_epoch(
+        self,
+        trial_id: int,
+        worker_id: int,
+        epoch: int,
+        logs: Mapping[str, float],
+        objective: str,
+        direction: str,
+        other_objectives: Sequence[str] = (),
+    ) -> bool:
+        """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far, with
+        every objective's value at that epoch. Returns False when the worker no longer owns the trial."""
+        parameters: dict[str, Any] = {"p_trial": trial_id, "p_worker": worker_id, "p_epoch": epoch}
+        value = logs.get(objective)
+        scored = value is not None and math.isfinite(value)
+        if value is not None and scored:
+            others = (logs.get(name) for name in other_objectives)
+            parameters["p_value"] = float(value)
+            parameters["p_values"] = [float(value), *(None if v is None else finite_or_none(v) for v in others)]
+        # One UPDATE (row lock, epoch count, best objective compared in SQL) and one INSERT per epoch.
+        with self.autocommit() as connection:
+            if connection.dialect.name == "postgresql":
+                names = {"p_names": list(logs), "p_logs": [finite_or_none(float(v)) for v in logs.values()]}
+                statement = report_with_metrics(direction, scored)
+                return connection.execute(statement, parameters | names | {"p_now": utcnow()}).first() is not None
+            if connection.execute(report(direction, scored), parameters).first() is None:
+                return False
+            add_metrics(connection, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
+            return True
+
+    @retrying
+    def record_checkpoint(self, checkpoint: NewArtifact) -> str | None:
+        """A trial keeps one checkpoint row, its latest; returns the file it replaces (now free to delete).
+        Each epoch writes a new file, so the row always names a complete file whose sha256 it holds."""
+        with self.session() as session:
+            existing = session.scalar(
+                select(Artifact)
+                .where(Artifact.trial_id == checkpoint.trial_id, Artifact.kind == "checkpoint")
+                .with_for_update()
+            )
+            session.execute(
+                update(TrialAttempt)
+                .where(TrialAttempt.trial_id == checkpoint.trial_id, TrialAttempt.ended_at.is_(None))
+                .values(last_checkpoint_epoch=checkpoint.epoch)
+            )
+            if existing is None:
+                session.add(Artifact(**new_values(checkpoint, NewArtifact)))
+                return None
+            replaced = existing.uri
+            existing.epoch, existing.uri = checkpoint.epoch, checkpoint.uri
+            existing.sha256, existing.size_bytes = checkpoint.sha256, checkpoint.size_bytes
+            existing.created_at = utcnow()
+            return replaced if replaced != checkpoint.uri else None
+
+    @retrying
+    def finish(
+        self,
+        trial_id: int,
+        worker_id: int,
+        state: TrialState,
+        error: str | None = None,
+        extra_params: Mapping[str, Value] | None = None,
+    ) -> bool:
+        """End a trial the worker owns, RUNNING -> COMPLETED, PRUNED or FAILED (False if it does not own it;
+        a TransitionError for any other ``state``): its state, duration and error (appended to an earlier
+        attempt's), its attempt, the worker idle, and parameters it declared while training."""
+        check_finished(state)
+        parameters = {
+            "p_trial": trial_id, "p_worker": worker_id, "p_outcome": state, "p_error": error,
+            "p_state": "IDLE", "p_now": utcnow(),
+        }  # fmt: skip
+        if not extra_params and self.engine.dialect.name == "postgresql":
+            with self.autocommit() as connection:
+                return connection.execute(FINISH_ALL, parameters).first() is not None
+        with self.transaction() as connection:
+            trial = connection.execute(FINISH, parameters).first()
+            if trial is None:
+                return False
+            together(connection, (END_ATTEMPT, WORKER_STATE), parameters)
+            if extra_params:
+                new = {k: v for k, v in extra_params.items() if k not in trial.params}
+                connection.execute(update(Trial).where(Trial.id == trial_id).values(params={**trial.params, **new}))
+                if new:
+                    connection.execute(insert(TrialParam), [param_values(trial_id, k, v) for k, v in new.items()])
+            return True
+
+    @retrying
+    def release(self, trial_id: int, worker_id: int) -> None:
+        """Give a trial back to the queue unharmed (its study was stopped), RUNNING -> QUEUED; it resumes
+        from its checkpoint. Nothing happens when the worker no longer owns it."""
+        check_transition(TrialState.RUNNING, TrialState.QUEUED)
+        with self.session() as session:
+            if session.scalar(select(Trial.id).where(_owned(trial_id, worker_id))) is None:
+                return
+            end_attempt(session.connection(), trial_id, "RELEASED", utcnow())
+            session.execute(
+                update(Trial)
+                .where(_owned(trial_id, worker_id))
+                .values(state=TrialState.QUEUED, worker_id=None, lease_expires_at=None)
+            )
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+
+    @retrying
+    def retry(self, trial_id: int, worker_id: int, reason: str) -> str | None:
+        """After a crash: RUNNING -> QUEUED to resume from its last checkpoint, or FAILED past max_retries.
+        Returns the new state (None when this worker no longer owns the trial)."""
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(_owned(trial_id, worker_id)).with_for_update())
+            if trial is None:
+                return None
+            study = session.get_one(Study, trial.study_id)
+            retry_or_fail(session, trial, reason, study.spec["search"]["max_retries"], utcnow())
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            return trial.state
+
+    @retrying
+    def restart_from_scratch(self, trial_id: int, worker_id: int, reason: str) -> None:
+        """Its checkpoint was unusable: forget the trial's progress (metrics, objective) and say why. The
+        trial stays RUNNING."""
+        with self.session() as session:
+            trial = session.scalar(select(Trial).where(_owned(trial_id, worker_id)).with_for_update())
+            if trial is None:
+                return
+            session.execute(delete(TrialMetric).where(TrialMetric.trial_id == trial_id))
+            session.execute(
+                update(TrialAttempt)
+                .where(TrialAttempt.trial_id == trial_id, TrialAttempt.ended_at.is_(None))
+                .values(start_epoch=0)
+            )
+            trial.objective = trial.best_epoch = trial.objective_values = None
+            trial.epochs_done = 0
+            trial.error = f"{trial.error}\n{reason}" if trial.error else reason
+
+    @retrying
+    def close_queued(self, study_id: int, reason: str) -> int:
+        """A budget ran out: trials still waiting will never start, QUEUED -> PRUNED with the reason.
+        Returns how many."""
+        with self.session() as session:
+            result = session.execute(
+                update(Trial)
+                .where(Trial.study_id == study_id, guard(Trial.state, TrialState.QUEUED, TrialState.PRUNED))
+                .values(state=TrialState.PRUNED, error=reason, finished_at=utcnow())
+            )
+            return int(cast(CursorResult[Any], result).rowcount or 0)
+
+    @retrying
+    def request_stop(self, study_id: int, numbers: Sequence[int]) -> None:
+        """Ask the workers running these trials to stop them (their next heartbeat answers ``stop``)."""
+        with self.session() as session:
+            session.execute(
+                update(Trial)
+                .where(Trial.study_id == study_id, Trial.number.in_(list(numbers)), Trial.state == TrialState.RUNNING)
+                .values(stop_requested=True)
+            )
+
+
+def claim_trial(connection: Connection, worker_id: int, study_id: int | None) -> ClaimedTrial | None:
+    """The body of Queue.claim, in the caller's transaction."""
+    now = utcnow()
+    row = connection.execute(claim_query(study_id is not None), {"p_study": study_id}).first()
+    if row is None:
+        return None
+    trial_id = row.id
+    # Resume from the trial's own last checkpoint (an earlier attempt died), else from the parent's
+    # (a promotion: Hyperband, ASHA), else start at epoch 0. A trial never claimed before has no
+    # attempts and no checkpoint of its own: its first claim skips those two lookups.
+    claimed_before = row.started_at is not None
+    checkpoint = None
+    for source_id in (trial_id if claimed_before else None, row.parent_trial_id):
+        if source_id is not None and checkpoint is None:
+            checkpoint = connection.execute(LATEST_CHECKPOINT, {"p_trial": source_id}).first()
+    error = row.error
+    if checkpoint is None and row.parent_trial_id is not None:
+        note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {row.initial_epoch}"
+        error = f"{error}\n{note}" if error else note
+    attempts = int(connection.scalar(ATTEMPTS, {"p_trial": trial_id}) or 0) if claimed_before else 0
+    start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
+    claim = {
+        "p_trial": trial_id, "p_worker": worker_id, "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
+        "p_started": row.started_at or now, "p_error": error, "p_attempt": attempts + 1,
+        "p_start_epoch": start_epoch, "p_now": now, "p_state": "BUSY",
+    }  # fmt: skip
+    together(connection, (CLAIM, NEW_ATTEMPT, WORKER_STATE), claim)
+    return ClaimedTrial(
+        trial_id=trial_id,
+        study_id=row.study_id,
+        study_name=row.study_name,
+        number=row.number,
+        params=dict(row.params),
+        budget_epochs=row.budget_epochs,
+        initial_epoch=start_epoch,
+        seed=row.seed,
+        checkpoint_uri=checkpoint.uri if checkpoint else None,
+        checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
+    )
+
+
+def retry_or_fail(session: Session, trial: Trial, reason: str, max_retries: int, now: datetime) -> None:
+    """A RUNNING trial whose attempt was lost: QUEUED again, or FAILED once it has used ``max_retries``."""
+    new = TrialState.FAILED if trial.retries + 1 > max_retries else TrialState.QUEUED
+    check_transition(trial.state, new)
+    end_attempt(session.connection(), trial.id, "LOST", now)
+    trial.error = f"{trial.error}\n{reason}" if trial.error else reason
+    trial.retries += 1
+    trial.lease_expires_at = None
+    trial.state = new
+    if new == TrialState.FAILED:
+        trial.finished_at = now
+        trial.duration_seconds = (now - trial.started_at).total_seconds() if trial.started_at else None
+    else:
+        trial.worker_id = None

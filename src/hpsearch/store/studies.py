@@ -1,0 +1,94 @@
+"""Studies: create one (or find the same), read them, change a study's state and space.
+
+Example::
+
+    study, created = store.create_study(NewStudy(name="mnist", ...))
+    store.set_study_state(study.id, StudyState.STOPPED, "stopped by hand")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+
+from hpsearch.errors import UsageError
+from hpsearch.store.database import Database, retrying
+from hpsearch.store.models import Study, StudyState
+from hpsearch.store.records import NewStudy, StudyRecord, from_row, new_values
+from hpsearch.store.statements import STUDY_STATE
+
+
+class Studies(Database):
+    """The ``studies`` table (see :mod:`hpsearch.store.studies`)."""
+
+    @retrying
+    def create_study(
+        self, study: NewStudy, normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> tuple[StudyRecord, bool]:
+        """Insert ``study``; a study of the same name and spec is returned as is (``created`` False).
+        ``normalize`` turns a stored spec into today's form (fields added since it was stored take their
+        defaults) before the comparison. Example: ``store.create_study(new)[1]`` is True the first time."""
+        with self.session() as session:
+            existing = session.scalar(select(Study).where(Study.name == study.name))
+            if existing is not None:
+                stored = normalize(existing.spec) if normalize is not None else existing.spec
+                if stored != study.spec:
+                    raise UsageError(
+                        f"study {study.name}",
+                        "exists with a different study file; rename the study or delete the old one",
+                    )
+                return from_row(StudyRecord, existing), False
+            row = Study(**new_values(study, NewStudy))
+            session.add(row)
+            session.flush()
+            return from_row(StudyRecord, row), True
+
+    @retrying
+    def study(self, name: str) -> StudyRecord:
+        """The study named ``name``; a UsageError names it when there is none."""
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.name == name))
+            if study is None:
+                raise UsageError(f"study {name}", "no such study (see `hpsearch status`)")
+            return from_row(StudyRecord, study)
+
+    @retrying
+    def studies(self, states: Sequence[str] | None = None) -> list[StudyRecord]:
+        """All studies (or those in ``states``) in id order. Example: ``store.studies(["RUNNING"])``."""
+        query = select(Study.__table__).order_by(Study.id)
+        if states is not None:
+            query = query.where(Study.state.in_(list(states)))
+        with self.autocommit() as connection:
+            return [from_row(StudyRecord, row) for row in connection.execute(query)]
+
+    @retrying
+    def study_by_id(self, study_id: int) -> StudyRecord:
+        """The study with this id (it must exist)."""
+        with self.session() as session:
+            return from_row(StudyRecord, session.get_one(Study, study_id))
+
+    @retrying
+    def study_state(self, study_id: int) -> str:
+        """A study's state alone (what an idle worker polls)."""
+        with self.autocommit() as connection:
+            state: str = connection.scalars(STUDY_STATE, {"p_study": study_id}).one()
+            return state
+
+    @retrying
+    def set_study_state(self, study_id: int, state: StudyState, message: str | None = None) -> None:
+        """Set a study's state and message. Example: ``store.set_study_state(1, StudyState.STOPPED)``."""
+        with self.session() as session:
+            session.execute(update(Study).where(Study.id == study_id).values(state=state, message=message))
+
+    @retrying
+    def extend_space(self, study_id: int, entries: Sequence[dict[str, Any]]) -> None:
+        """Add parameters first declared outside ``build`` (in a HyperModel's ``fit``) to the space."""
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            assert study is not None
+            known = {e["config"]["name"] for e in study.space["space"]}
+            new = [e for e in entries if e["config"]["name"] not in known]
+            if new:
+                study.space = {**study.space, "space": [*study.space["space"], *new]}

@@ -1,0 +1,53 @@
+"""Workers: register one, mark it alive, idle, busy or stopped, and count the live ones.
+
+Example::
+
+    worker_id = store.register_worker("node-1-4242", "node-1", 4242, gpu="0")
+    store.worker_alive(worker_id, "IDLE")
+    store.worker_stopped(worker_id)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from hpsearch.store.database import Database, retrying
+from hpsearch.store.models import Worker, utcnow
+from hpsearch.store.statements import WORKER_STATE
+
+
+class Workers(Database):
+    """The ``workers`` table (see :mod:`hpsearch.store.workers`)."""
+
+    @retrying
+    def register_worker(self, name: str, host: str, pid: int, gpu: str | None) -> int:
+        """A new worker row, IDLE; returns its id."""
+        with self.session() as session:
+            worker = Worker(name=name, host=host, pid=pid, gpu=gpu)
+            session.add(worker)
+            session.flush()
+            return worker.id
+
+    @retrying
+    def worker_alive(self, worker_id: int, state: str) -> None:
+        """The worker's state (IDLE, BUSY) and that it was seen now."""
+        with self.autocommit() as connection:
+            connection.execute(WORKER_STATE, {"p_worker": worker_id, "p_state": state, "p_now": utcnow()})
+
+    @retrying
+    def worker_stopped(self, worker_id: int) -> None:
+        """The worker left (STOPPED, with the time)."""
+        with self.session() as session:
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="STOPPED", stopped_at=utcnow()))
+
+    @retrying
+    def live_workers(self, within_seconds: float) -> int:
+        """Workers not STOPPED that were seen within ``within_seconds``."""
+        since = utcnow() - timedelta(seconds=within_seconds)
+        query = (
+            select(func.count()).select_from(Worker).where(Worker.state != "STOPPED", Worker.last_heartbeat_at >= since)
+        )
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
