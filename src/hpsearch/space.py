@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hpsearch.errors import SpecError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # spec imports the algorithm registry, which imports this module: types only
     from hpsearch.spec import ParamSpec
 
 Value = int | float | str | bool
@@ -87,8 +87,8 @@ class Param:
             if self.kind == "int" and not self.log:
                 return tuple(range(int(self.low), int(self.high) + 1))
             probs = [(i + 0.5) / _GRID_POINTS_WITHOUT_STEP for i in range(_GRID_POINTS_WITHOUT_STEP)]
-            points = [self._from_unit(p) for p in probs]
-            return tuple(dict.fromkeys(int(v) if self.kind == "int" else v for v in points))
+            spread = [self._from_unit(p) for p in probs]
+            return tuple(dict.fromkeys(int(v) if self.kind == "int" else v for v in spread))
         points: list[float] = []
         value = self.low
         while value <= self.high * (1 + 1e-12):

@@ -16,21 +16,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import SpecError
+from hpsearch.strategies.options import SearchOptions
+from hpsearch.strategies.registry import algorithm as registered_algorithm
+from hpsearch.strategies.registry import algorithms as registered_algorithms
 
 Direction = Literal["min", "max"]
-Algorithm = Literal["random", "grid", "bayesian", "tpe", "hyperband", "asha", "bohb"]
-# Options each algorithm takes beyond max_trials / max_epochs; any other option is an error.
-ALGORITHM_OPTIONS: dict[str, frozenset[str]] = {
-    "random": frozenset({"pruner", "grace_epochs"}),
-    "grid": frozenset({"pruner", "grace_epochs"}),
-    "tpe": frozenset({"n_startup_trials", "model_window", "pruner", "grace_epochs"}),
-    "bayesian": frozenset({"n_startup_trials", "model_window", "pruner", "grace_epochs"}),
-    "hyperband": frozenset({"factor", "hyperband_iterations"}),
-    "bohb": frozenset({"factor", "hyperband_iterations", "n_startup_trials", "model_window"}),
-    "asha": frozenset({"factor", "min_epochs", "sampler", "n_startup_trials", "model_window"}),
-}
-# Algorithms that decide how many trials to run themselves (max_trials is then an optional cap).
-SELF_SIZED = frozenset({"grid", "hyperband", "bohb"})
+# The algorithms, the options each takes, their defaults and which decide their own trial count live in the
+# algorithm registry (hpsearch.strategies.registry); [search] is validated against it.
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "iou", "r2", "top_k", "ndcg", "map")
@@ -136,8 +128,18 @@ class StudySection(_Strict):
         return _check_reference(ref)
 
 
-class SearchSection(_Strict):
-    algorithm: Algorithm = "random"
+class SearchSection(SearchOptions):
+    """``[search]``: the algorithm, its options (fields of :class:`~hpsearch.strategies.options.SearchOptions`,
+    checked against the algorithm's registry entry) and the study's budgets.
+
+    >>> SearchSection(algorithm="hyperband", max_epochs=9).factor
+    3
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # A name in the algorithm registry (built-in, or added with hpsearch.strategies.register_algorithm).
+    algorithm: str = "random"
     max_trials: int | None = Field(default=None, gt=0, le=1_000_000)
     max_epochs: int = Field(gt=0, le=100_000)
     max_retries: int = Field(default=1, ge=0, le=100)
@@ -150,49 +152,34 @@ class SearchSection(_Strict):
     # metrics are the means over folds (and <name>_std their standard deviations).
     cv_folds: int | None = Field(default=None, ge=2, le=100)
     cv_repeats: int = Field(default=1, ge=1, le=100)
-    # Algorithm options; defaults follow Keras Tuner where it has the same algorithm.
-    factor: int = Field(default=3, ge=2, le=100)
-    hyperband_iterations: int = Field(default=1, gt=0, le=1000)
-    min_epochs: int = Field(default=1, gt=0)
-    n_startup_trials: int = Field(default=10, ge=1)
-    # TPE / GP fit their model on at most this many finished trials: the best 25 and the most recent.
-    model_window: int = Field(default=200, ge=25, le=100_000)
-    sampler: Literal["random", "tpe", "bayesian"] = "random"
-    pruner: Literal["none", "median"] = "none"
-    grace_epochs: int = Field(default=1, ge=1)
-    # Parameter sets tried first, in order (AutoML studies start with AutoKeras's known-good ones).
-    initial_trials: list[dict[str, int | float | str | bool]] = []
+
+    @field_validator("algorithm")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        names = registered_algorithms()
+        if name not in names:
+            # The words pydantic uses for a Literal, as when the algorithms were one.
+            quoted = [repr(n) for n in names]
+            raise ValueError(f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
+        return name
 
     @model_validator(mode="before")
     @classmethod
     def _options_of_algorithm(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("algorithm", "random"), str):
-            algorithm = data.get("algorithm", "random")
-            common = {
-                "algorithm",
-                "max_trials",
-                "max_epochs",
-                "max_retries",
-                "max_consecutive_failures",
-                "max_wall_time",
-                "max_total_epochs",
-                "trial_timeout",
-                "cv_folds",
-                "cv_repeats",
-                "initial_trials",
-            }
-            allowed = ALGORITHM_OPTIONS.get(algorithm)
-            if allowed is not None:
+            name = data.get("algorithm", "random")
+            if name in registered_algorithms():
+                entry = registered_algorithm(name)
                 for key, value in data.items():
-                    field = cls.model_fields.get(key)
+                    field = SearchOptions.model_fields.get(key)
                     # A stored spec holds every default: only a value set differently is an error.
-                    if key not in common and key not in allowed and field is not None and value != field.default:
+                    if field is not None and key not in entry.takes and value != field.default:
                         raise ValueError(
-                            f"option {key!r} does not apply to algorithm {algorithm!r} "
-                            f"(it takes {', '.join(sorted(allowed)) or 'no options'})"
+                            f"option {key!r} does not apply to algorithm {name!r} "
+                            f"(it takes {', '.join(sorted(entry.options)) or 'no options'})"
                         )
-                if algorithm not in SELF_SIZED and "max_trials" not in data:
-                    raise ValueError(f"max_trials is required for algorithm {algorithm!r}")
+                if not entry.self_sized and "max_trials" not in data:
+                    raise ValueError(f"max_trials is required for algorithm {name!r}")
         return data
 
     @model_validator(mode="after")
@@ -201,7 +188,7 @@ class SearchSection(_Strict):
             raise ValueError(f"min_epochs {self.min_epochs} > max_epochs {self.max_epochs}")
         if self.cv_repeats > 1 and self.cv_folds is None:
             raise ValueError("cv_repeats needs cv_folds")
-        if self.cv_folds is not None and self.algorithm in ("hyperband", "asha", "bohb"):
+        if self.cv_folds is not None and registered_algorithm(self.algorithm).promotes:
             # A promoted trial continues from its parent's checkpoint; K models per trial have none to share.
             raise ValueError(f"cv_folds does not combine with {self.algorithm!r}; use random, grid, tpe or bayesian")
         return self

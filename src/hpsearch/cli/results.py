@@ -86,7 +86,7 @@ def status(
     """Every study (or one): state, trial counts and the best objective."""
     store = open_store(db)
     studies = [store.study(study)] if study else store.studies()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for item in studies:
         best_trial = store.best_trial(item)
         rows.append(
@@ -276,7 +276,7 @@ def models(study: str, db: DbOption = None, as_json: JsonOption = False) -> None
     """The study's final jobs and their exported models (kind, path, size, sha256)."""
     store = open_store(db)
     item = store.study(study)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for job in store.final_jobs(item.id):
         for artifact in store.final_artifacts(job.id):
             rows.append(

@@ -16,7 +16,8 @@ from datetime import timedelta
 from hpsearch.control.studies import study_context
 from hpsearch.errors import StoreError
 from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import Study, utcnow
+from hpsearch.store.models import utcnow
+from hpsearch.store.records import StudyRecord
 from hpsearch.strategies import NewTrial, TrialView, make_strategy
 
 log = logging.getLogger("hpsearch.control.coordinator")
@@ -94,13 +95,13 @@ class Coordinator:
             cached = self._histories[study_id] = _History(with_curves)
         return cached.refresh(self.store, study_id)
 
-    def running_studies(self) -> list[Study]:
+    def running_studies(self) -> list[StudyRecord]:
         studies = self.store.studies([StudyState.RUNNING])
         if self.study_names is not None:
             studies = [s for s in studies if s.name in self.study_names]
         return studies
 
-    def tick(self) -> list[Study]:
+    def tick(self) -> list[StudyRecord]:
         """One pass over every running study whose lease this coordinator holds; returns the running
         studies (held or not)."""
         self.queued = 0
@@ -135,7 +136,7 @@ class Coordinator:
                 self._histories.pop(study.id, None)
         return running
 
-    def step(self, study: Study, target_queued: int) -> bool:
+    def step(self, study: StudyRecord, target_queued: int) -> bool:
         """Plan trials for one study, as just read from the database (its space may have grown: parameters
         declared in fit); returns False when the study has ended."""
         search = study.spec["search"]
@@ -146,7 +147,7 @@ class Coordinator:
             self.store.set_study_state(study.id, StudyState.FAILED, message)
             log.error("study %s failed: %s", study.name, message)
             return False
-        strategy = make_strategy(search)
+        strategy = make_strategy(search, study.base_dir)  # user samplers import here: see strategies.user
         if study.id not in self._histories:
             strategy.prepare()
         history = self.history(study.id, with_curves=strategy.needs_curves)
@@ -192,7 +193,7 @@ class Coordinator:
         if budget is None:
             return planned, False
         committed = _epochs_committed(history)
-        kept = []
+        kept: list[NewTrial] = []
         for trial in planned:
             cost = trial.budget_epochs - trial.initial_epoch
             if committed + cost > budget:
@@ -201,7 +202,7 @@ class Coordinator:
             kept.append(trial)
         return kept, committed >= budget
 
-    def _finish_when_idle(self, study: Study, active: bool, message: str | None) -> bool:
+    def _finish_when_idle(self, study: StudyRecord, active: bool, message: str | None) -> bool:
         if active:
             return True
         self.store.set_study_state(study.id, StudyState.COMPLETED, message)

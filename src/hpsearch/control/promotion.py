@@ -15,10 +15,10 @@ import socket
 from hpsearch.errors import UsageError
 from hpsearch.spec import StudySpec
 from hpsearch.store import Store, TrialState
-from hpsearch.store.models import FinalJob, Study, Trial
+from hpsearch.store.records import FinalJobRecord, NewFinalJob, StudyRecord, TrialRecord
 
 
-def chosen_trial(store: Store, study: Study, number: int | None) -> Trial:
+def chosen_trial(store: Store, study: StudyRecord, number: int | None) -> TrialRecord:
     if number is None:
         best = store.best_trial(study)
         if best is None:
@@ -32,14 +32,14 @@ def chosen_trial(store: Store, study: Study, number: int | None) -> Trial:
 
 def plan_final_job(
     store: Store,
-    study: Study,
+    study: StudyRecord,
     *,
     trial_number: int | None = None,
     epochs: int | None = None,
     patience: int | None = None,
     on: str | None = None,
-) -> FinalJob:
-    """The unsaved final-job row for a study's best (or chosen) trial; options override the study file."""
+) -> NewFinalJob:
+    """The unsaved final job for a study's best (or chosen) trial; options override the study file."""
     trial = chosen_trial(store, study, trial_number)
     settings = StudySpec.model_validate(study.spec).promote
     on = on or settings.on
@@ -54,17 +54,14 @@ def plan_final_job(
     else:
         epochs = epochs or settings.epochs or study.max_epochs
         patience = patience or settings.patience
-    return FinalJob(
+    return NewFinalJob(
         study_id=study.id,
         trial_id=trial.id,
-        state=TrialState.QUEUED,
         params=dict(trial.params),
         train_on=on,
         epochs=epochs,
         patience=patience,
         seed=trial.seed,
-        epochs_done=0,
-        attempts=0,
     )
 
 
@@ -78,7 +75,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def take_over_if_abandoned(store: Store, job: FinalJob) -> None:
+def take_over_if_abandoned(store: Store, job: FinalJobRecord) -> None:
     """A job left RUNNING by a process of this host that is gone (a killed ``promote --local``) is queued
     again at once, so running promote again resumes it instead of waiting for its lease to expire."""
     if job.state != TrialState.RUNNING:

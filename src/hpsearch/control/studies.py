@@ -12,13 +12,13 @@ from hpsearch.paths import ensure_writable_root
 from hpsearch.space import SearchSpace
 from hpsearch.spec import StudySpec
 from hpsearch.store import Store
-from hpsearch.store.models import Study
-from hpsearch.strategies import StudyContext, planned_trials
+from hpsearch.store.records import NewStudy, StudyRecord
+from hpsearch.strategies import StudyContext, check_user_code, planned_trials
 
 DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 
 
-def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root: str | Path) -> Study:
+def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root: str | Path) -> NewStudy:
     """The unsaved study row of a study file whose hypermodel declared ``space`` (see
     :func:`hpsearch.execution.discovery.discover`); checks the initial trials against it."""
     artifact_root = ensure_writable_root(artifact_root)
@@ -26,7 +26,9 @@ def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root:
     search = spec.search.model_dump(mode="json")
     primary = spec.study.objectives[0]
     context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)
-    return Study(
+    # A user sampler / scheduler is resolved here too (the coordinator resolves it again): a bad one fails now.
+    check_user_code(search, path.resolve().parent, str(path), context)
+    return NewStudy(
         name=spec.study.name,
         objective_name=primary.name,
         direction=primary.direction,
@@ -56,7 +58,7 @@ def _check_initial_trials(trials: list[dict[str, Any]], space: SearchSpace, sour
                 )
 
 
-def insert_study(store: Store, row: Study) -> tuple[Study, bool]:
+def insert_study(store: Store, row: NewStudy) -> tuple[StudyRecord, bool]:
     """Insert a study row, or return the existing study of the same name and spec."""
     return store.create_study(row, normalize=_current_form)
 
@@ -69,7 +71,7 @@ def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
         return stored
 
 
-def study_context(study: Study) -> StudyContext:
+def study_context(study: StudyRecord) -> StudyContext:
     return StudyContext(
         space=SearchSpace(study.space),
         direction=study.direction,

@@ -8,42 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hpsearch.records import NewTrial, TrialView
 from hpsearch.space import SearchSpace, Value
-
-
-@dataclass(frozen=True)
-class TrialView:
-    """A trial as the strategies see it: no SQL, no keras."""
-
-    number: int
-    state: str
-    params: dict[str, Value]
-    objective: float | None
-    best_epoch: int | None
-    epochs_done: int
-    budget_epochs: int
-    initial_epoch: int = 0
-    parent_number: int | None = None
-    bracket: int | None = None
-    rung: int | None = None
-    # The objective after each epoch (1-based), for schedulers that stop trials early.
-    curve: dict[int, float] = field(default_factory=dict)
-    # Every objective's value (multi-objective studies), in the study's order.
-    values: tuple[float | None, ...] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("COMPLETED", "PRUNED", "FAILED")
-
-
-@dataclass(frozen=True)
-class NewTrial:
-    params: dict[str, Value]
-    budget_epochs: int
-    initial_epoch: int = 0
-    parent_number: int | None = None
-    bracket: int | None = None
-    rung: int | None = None
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,18 @@ class OptunaSampler:
                 values[param.name] = _unit_to_value(param, float(unit))
         return values
 
+    def optuna_sampler(self, seed: int, grouped: bool) -> Any:
+        """The Optuna sampler of one planning step (``grouped``: trials differ in which parameters they have)."""
+        import optuna
+
+        if self.kind == "bayesian":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=0, deterministic_objective=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group= (conditional spaces)
+            return optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=0, multivariate=True, group=grouped, constant_liar=True
+            )
+
     def _observed(self, history: Sequence[TrialView], direction: str) -> list[TrialView]:
         completed = [t for t in history if t.state == "COMPLETED" and t.objective is not None]
         by_budget: dict[int, list[TrialView]] = {}
@@ -172,12 +184,12 @@ class OptunaSampler:
         def known(params: dict[str, Value]) -> dict[str, Value]:
             return {k: v for k, v in params.items() if k in distributions}
 
-        observed = []
-        for trial in self._observed(history, context.direction):
-            scores = trial.values if len(directions) > 1 else (trial.objective,)
-            if scores is None or len(scores) != len(directions) or any(v is None for v in scores):
+        observed: list[tuple[dict[str, Value], list[float]]] = []
+        for seen in self._observed(history, context.direction):
+            logged = seen.values if len(directions) > 1 else (seen.objective,)
+            if logged is None or len(logged) != len(directions) or any(v is None for v in logged):
                 continue  # a trial that never logged every objective teaches the model nothing
-            observed.append((known(trial.params), list(scores)))
+            observed.append((known(seen.params), [float(v) for v in logged if v is not None]))
         pending = [known(t.params) for t in history if not t.finished and t.parent_number is None]
         pending += [known(p) for p in planned]
         # TPE's group decomposition matters only when trials differ in which parameters they have
@@ -185,16 +197,7 @@ class OptunaSampler:
         grouped = any(len(params) != len(distributions) for params, _ in observed) or any(
             len(params) != len(distributions) for params in pending
         )
-        if self.kind == "bayesian":
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(
-                seed=seed, n_startup_trials=0, deterministic_objective=False
-            )
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # group= (conditional spaces)
-                sampler = optuna.samplers.TPESampler(
-                    seed=seed, n_startup_trials=0, multivariate=True, group=grouped, constant_liar=True
-                )
+        sampler = self.optuna_sampler(seed, grouped)
         study = optuna.create_study(
             directions=["maximize" if d == "max" else "minimize" for d in directions], sampler=sampler
         )
@@ -218,7 +221,7 @@ class OptunaSampler:
             )
         out: list[dict[str, Value]] = []
         for _ in range(count):
-            trial = study.ask()
+            asked = study.ask()
             values: dict[str, Value] = {}
             for param in context.space.params:
                 if not param.is_active(values):
@@ -226,7 +229,7 @@ class OptunaSampler:
                 if param.kind == "fixed":
                     values[param.name] = param.default  # type: ignore[assignment]
                 else:
-                    values[param.name] = trial._suggest(param.name, distributions[param.name])
+                    values[param.name] = asked._suggest(param.name, distributions[param.name])
             out.append(values)
         return out
 
