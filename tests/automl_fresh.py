@@ -13,7 +13,7 @@ import numpy as np
 def run(mode: str, directory: str) -> dict[str, Any]:
     import keras
 
-    from tests.test_automl import structured_data
+    from tests.execution.test_automl import structured_data
 
     data = structured_data()
     path = Path(directory) / "model.keras"
@@ -27,7 +27,7 @@ def run(mode: str, directory: str) -> dict[str, Any]:
     import keras_tuner as kt
 
     from hpsearch.execution.loading import keras_inputs
-    from tests.test_automl import hypermodel_for
+    from tests.execution.test_automl import hypermodel_for
 
     keras.utils.set_random_seed(0)
     hp = kt.HyperParameters()

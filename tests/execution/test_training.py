@@ -84,9 +84,9 @@ class _Pipe:
     """Collects what a trial's child sends to its worker."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[object, ...]] = []
+        self.sent: list[object] = []
 
-    def send(self, message: tuple[object, ...]) -> None:
+    def send(self, message: object) -> None:
         self.sent.append(message)
 
     def close(self) -> None:
@@ -99,6 +99,7 @@ def test_rerunning_a_trial_with_its_seed_gives_the_same_metrics(tmp_path: Path) 
     import threading
 
     from hpsearch.execution.loading import Split, save_dataset
+    from hpsearch.execution.protocol import EpochEnded, TrialDone
     from hpsearch.execution.training import TrialTask, run_trial
 
     (tmp_path / "model.py").write_text(
@@ -148,8 +149,8 @@ def test_rerunning_a_trial_with_its_seed_gives_the_same_metrics(tmp_path: Path) 
         )
         pipe = _Pipe()
         run_trial(task, pipe, threading.Event())
-        assert pipe.sent[-1][0] == "done", pipe.sent[-1]
-        return [m[2] for m in pipe.sent if m[0] == "epoch"]  # type: ignore[misc]
+        assert isinstance(pipe.sent[-1], TrialDone), pipe.sent[-1]
+        return [m.logs for m in pipe.sent if isinstance(m, EpochEnded)]
 
     first, again, other = run(11, "a"), run(11, "b"), run(12, "c")
     assert len(first) == 3 and first == again

@@ -268,6 +268,48 @@ def test_a_hypermodel_class_tuning_batch_size_in_fit(store: Store, tmp_path: Pat
     assert "batch_size" in [entry["config"]["name"] for entry in study.space["space"]]
 
 
+GUIDE = """
+
+import keras_tuner
+
+
+class GuideHyperModel(keras_tuner.HyperModel):
+    \"\"\"Keras Tuner's "Getting started" HyperModel: its fit tunes shuffle (and here batch_size) itself.\"\"\"
+
+    def build(self, hp):
+        import keras
+
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Flatten()])
+        model.add(keras.layers.Dense(units=hp.Int("units", min_value=4, max_value=8, step=4), activation="relu"))
+        model.add(keras.layers.Dense(2, activation="softmax"))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        return model.fit(
+            *args,
+            # Tune whether to shuffle the data in each epoch.
+            shuffle=hp.Boolean("shuffle"),
+            batch_size=hp.Choice("batch_size", [16, 32]),
+            **kwargs,
+        )
+"""
+
+
+def test_the_keras_tuner_guides_hypermodel_tuning_shuffle_and_batch_size_in_fit_completes(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write_tiny_study(tmp_path, extra_module=GUIDE, build="GuideHyperModel", max_trials=2, max_epochs=2)
+    path.write_text(path.read_text().replace("batch_size = 32\n", ""))  # the HyperModel's fit owns batch_size
+    assert run_study(store, path, tmp_path / "artifacts") == 2
+    study = store.study("tiny")
+    trials = store.trials(study.id)
+    assert [t.state for t in trials] == [TrialState.COMPLETED] * 2, [t.error for t in trials]
+    assert all(isinstance(t.params["shuffle"], bool) and t.params["batch_size"] in (16, 32) for t in trials)
+    assert all(sorted(store.metrics(t.id)) == [1, 2] for t in trials)
+    assert {"shuffle", "batch_size"} <= {entry["config"]["name"] for entry in study.space["space"]}
+
+
 def test_hyperband_promotions_continue_from_the_parent_with_its_optimizer_state(store: Store, tmp_path: Path) -> None:
     path = write_tiny_study(tmp_path, algorithm="hyperband", max_trials=100, max_epochs=3, workers=1)
     path.write_text(path.read_text().replace("max_trials = 100\n", ""))

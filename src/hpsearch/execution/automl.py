@@ -2,9 +2,9 @@
 
 A study's ``[automl]`` table names an AutoKeras 3.0.0 task (``image_classifier``, ``text_regressor``, ...) or a
 ``module:function`` returning an ``autokeras.AutoModel`` built from blocks. Its search space is AutoKeras's own:
-the blocks of the task's graph declare their hyperparameters when built, and :func:`hpsearch.space.discover_space`
-finds them as for any Keras Tuner hypermodel. Our strategies explore it across our workers; AutoKeras's tuner
-loop is not used.
+the blocks of the task's graph declare their hyperparameters when built, and
+:func:`hpsearch.execution.discovery.discover_space` finds them as for any Keras Tuner hypermodel. Our strategies
+explore it across our workers; AutoKeras's tuner loop is not used.
 
 Unlike AutoKeras, the model ``build(hp)`` returns holds its preprocessing, fitted on the training split the same
 way on every worker (vocabularies computed here, sorted; ``Normalization`` adapted on the same arrays), so the

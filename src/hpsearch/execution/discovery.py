@@ -2,7 +2,7 @@
 search space by building the hypermodel with every conditional branch active.
 
 This is the execution side of study creation (it imports keras through the user's code); the control side,
-:mod:`hpsearch.control.studies`, turns what is found here into the study row without touching keras.
+``control/studies.py``, turns what is found here into the study row without touching keras.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
 
     import keras_tuner as kt
 
-    class Checked(kt.HyperParameters):  # type: ignore[misc]
+    class Checked(kt.HyperParameters):
         """Refuses one name declared with two types: Keras Tuner silently returns the first one's value."""
 
         def _retrieve(self, param: Any) -> Any:

@@ -26,7 +26,9 @@ import keras
 import numpy as np
 
 from hpsearch.execution.evaluation import evaluate_predictions
+from hpsearch.execution.fitting import fit_hypermodel
 from hpsearch.execution.loading import Split, check_model, keras_inputs, open_dataset
+from hpsearch.execution.protocol import ChildFailed, EpochEnded, ExportedFile, FinalResult
 from hpsearch.execution.training import (
     StopAware,
     TrialFailed,
@@ -155,7 +157,7 @@ class FinalReporter(StopAware):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         values = {name: float(value) for name, value in (logs or {}).items()}
-        self.conn.send(("epoch", epoch + 1, values))
+        self.conn.send(EpochEnded(epoch + 1, values))
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {epoch + 1} of the final job")
@@ -251,18 +253,18 @@ def _cross_validation_estimate(
 
 
 def run_final_job(task: FinalTask, conn: Any, stop: Any) -> None:
-    """Child process entry point. Always ends by sending ("done", result) or ("failed", reason)."""
+    """Child process entry point. Always ends by sending :class:`FinalResult` or :class:`ChildFailed`."""
     try:
-        conn.send(("done", _train_evaluate_export(task, conn, stop)))
+        conn.send(_train_evaluate_export(task, conn, stop))
     except TrialFailed as exc:
-        conn.send(("failed", str(exc)))
+        conn.send(ChildFailed(str(exc)))
     except Exception as exc:
-        conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        conn.send(ChildFailed(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     finally:
         conn.close()
 
 
-def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, Any]:
+def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult:
     keras.utils.set_random_seed(task.seed)
     out = Path(task.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,15 +302,16 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
         fit_state,
         FinalReporter(conn, stop),
     ]
-    fit_kwargs = fit_arguments(
+    x, y, passed = fit_arguments(
         train, held_out, task.epochs, batch_size=task.batch_size, shuffle=task.shuffle, class_weight=task.class_weight
     )
-    fit_kwargs["callbacks"] = callbacks
+    passed["callbacks"] = callbacks
     state_file = out / FIT_STATE
     if state_file.exists() and json.loads(state_file.read_text())["finished"]:
         fit_state.on_train_begin()  # trained by an earlier attempt that failed after training: evaluate only
     else:
-        hypermodel.fit(hp, model, **fit_kwargs)
+        # BackupAndRestore sets the epoch a resumed job starts from: hpsearch adds no initial_epoch here.
+        fit_hypermodel(hypermodel, hp, model, x, y, passed=passed, added={"verbose": 0}, label=task.hypermodel)
     if stop.is_set():
         raise TrialFailed("stopped before the end of training")
     if (out / BEST_WEIGHTS).exists():  # the best epoch's weights, also after a resume
@@ -329,6 +332,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     written, skipped = export_model(model, out, task.formats)
     written["predictions"] = out / "test_predictions.npy"  # what the exported models must reproduce
     np.save(written["predictions"], np.asarray(predictions))
+    metrics = {name: float(value) for name, value in test_metrics.items()} | cv_estimate
     class_rows = [dataclasses.asdict(row) for row in evaluation.class_rows]
     slice_rows = [dataclasses.asdict(row) for row in evaluation.slice_rows]
     card = {
@@ -354,7 +358,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
             "slice_features": sorted(test.slices or {}),
         },
         "task": evaluation.task,
-        "test_metrics": {name: float(value) for name, value in test_metrics.items()} | cv_estimate,
+        "test_metrics": metrics,
         "class_metrics": class_rows,
         "confusion_matrix": evaluation.confusion,
         "slices": slice_rows,
@@ -369,12 +373,12 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> dict[str, A
     artifacts = [(kind, path) for kind, path in written.items()] + [("model_card", card_path)]
     if (out / BEST_WEIGHTS).exists():
         artifacts.append(("best_weights", out / BEST_WEIGHTS))
-    return {
-        "best_epoch": fit_state.best_epoch,
-        "objective": fit_state.best,
-        "test_metrics": card["test_metrics"],
-        "confusion": evaluation.confusion,
-        "class_rows": class_rows,
-        "slice_rows": slice_rows,
-        "artifacts": [(kind, str(path), *tree_sha256(path)) for kind, path in artifacts],
-    }
+    return FinalResult(
+        best_epoch=fit_state.best_epoch,
+        objective=fit_state.best,
+        test_metrics=metrics,
+        confusion=evaluation.confusion,
+        class_rows=class_rows,
+        slice_rows=slice_rows,
+        artifacts=tuple(ExportedFile(kind, str(path), *tree_sha256(path)) for kind, path in artifacts),
+    )

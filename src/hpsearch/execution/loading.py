@@ -104,25 +104,6 @@ def hypermodel_label(spec: StudySpec) -> str:
     return spec.study.hypermodel
 
 
-def study_hypermodel(spec: StudySpec, base_dir: str | Path, dataset: Dataset) -> Any:
-    """The study's hypermodel: its ``hypermodel`` reference, or the AutoKeras graph of its ``[automl]`` table
-    (which fits its preprocessing on ``dataset``'s training split)."""
-    if spec.automl is None:
-        assert spec.study.hypermodel is not None
-        return load_hypermodel(spec.study.hypermodel, base_dir)
-    from hpsearch.execution.automl import automl_hypermodel
-
-    narrowed = {name: list(p.values) for name, p in spec.space.items() if p.type == "choice"}
-    return automl_hypermodel(
-        spec.automl,
-        base_dir,
-        dataset,
-        epochs=spec.search.max_epochs,
-        batch_size=spec.fit.batch_size,
-        narrowed=narrowed,
-    )
-
-
 def check_model(model: Any, where: str) -> None:
     """The object a hypermodel built must be a compiled Keras model."""
     import keras

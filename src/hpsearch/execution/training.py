@@ -20,6 +20,8 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from hpsearch.execution.fitting import fit_hypermodel
+from hpsearch.execution.hypermodels import study_hypermodel
 from hpsearch.execution.loading import (
     Dataset,
     Inputs,
@@ -29,8 +31,8 @@ from hpsearch.execution.loading import (
     load_hypermodel,
     load_object,
     open_dataset,
-    study_hypermodel,
 )
+from hpsearch.execution.protocol import CheckpointWritten, ChildFailed, EpochEnded, RestartedFromScratch, TrialDone
 from hpsearch.paths import UnsafePath, stored_artifact
 from hpsearch.space import Value
 from hpsearch.spec import StudySpec
@@ -120,12 +122,12 @@ class Reporter(StopAware):
                         f"objective {objective!r} is not logged by the model; logged metrics: {sorted(values)}"
                     )
             self.checked_objective = True
-        self.conn.send(("epoch", done, values))
+        self.conn.send(EpochEnded(done, values))
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {done}")
         if checkpoint and self._checkpoint_due(done):
-            self.conn.send(("checkpoint", done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
+            self.conn.send(CheckpointWritten(done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
             self.checkpointed_at = time.monotonic()
         if self.stop.is_set():
             self.model.stop_training = True
@@ -225,7 +227,7 @@ def joined(first: Split, second: Split) -> Split:
     if isinstance(first.x, dict) and isinstance(second.x, dict):
         x: Inputs = {k: np.concatenate([first.x[k], second.x[k]]) for k in first.x}
     else:
-        x = np.concatenate([first.x, second.x])  # type: ignore[list-item]
+        x = np.concatenate([first.x, second.x])
     weight = None
     if first.weight is not None or second.weight is not None:
         weight = np.concatenate(
@@ -260,7 +262,7 @@ def cross_validate(
         model = hypermodel.build(hp)
         check_model(model, task.hypermodel)
         curve = _Curve(stop)
-        fit_kwargs = fit_arguments(
+        x, y, passed = fit_arguments(
             _rows(pool, train_rows),
             _rows(pool, held_rows),
             epochs,
@@ -268,8 +270,8 @@ def cross_validate(
             shuffle=task.shuffle,
             class_weight=task.class_weight,
         )
-        fit_kwargs["callbacks"] = [*make_callbacks(task.callbacks, task.base_dir), curve]
-        hypermodel.fit(hp, model, **fit_kwargs)
+        passed["callbacks"] = [*make_callbacks(task.callbacks, task.base_dir), curve]
+        fit_hypermodel(hypermodel, hp, model, x, y, passed=passed, added={"verbose": 0}, label=task.hypermodel)
         curves.append(curve.epochs)
     summary = []
     for epoch in range(max((len(c) for c in curves), default=0)):
@@ -291,16 +293,20 @@ def fit_arguments(
     batch_size: int | None,
     shuffle: bool,
     class_weight: dict[int, float],
-) -> dict[str, Any]:
-    """``fit``'s keyword arguments for a training split (and a validation split), with their sample weights,
-    the ``[fit]`` settings and inputs as Keras takes them; callbacks are the caller's."""
-    kwargs: dict[str, Any] = {
-        "x": keras_inputs(train.x),
-        "y": train.y,
-        "epochs": epochs,
-        "shuffle": shuffle,
-        "verbose": 0,
-    }
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``x``, ``y`` and the keyword arguments Keras Tuner's ``search()`` would pass on to ``HyperModel.fit`` for
+    a training split (and a validation split): epochs, validation data, sample weights and the ``[fit]``
+    settings that differ from Keras' defaults, inputs as Keras takes them; callbacks are the caller's, and
+    hpsearch's own settings (``verbose``, ``initial_epoch``) go to :func:`~hpsearch.execution.fitting.
+    fit_hypermodel` (which lets the user's ``fit`` win over any of these).
+
+    >>> x, y, passed = fit_arguments(train, None, 3, batch_size=32, shuffle=True, class_weight={})  # doctest: +SKIP
+    >>> sorted(passed)  # doctest: +SKIP
+    ['batch_size', 'epochs']
+    """
+    kwargs: dict[str, Any] = {"epochs": epochs}
+    if not shuffle:  # Keras shuffles by default: say nothing unless the study file turned it off
+        kwargs["shuffle"] = False
     if validation is not None:
         kwargs["validation_data"] = (keras_inputs(validation.x), validation.y) + (
             (validation.weight,) if validation.weight is not None else ()
@@ -311,7 +317,7 @@ def fit_arguments(
         kwargs["class_weight"] = class_weight
     if train.weight is not None:
         kwargs["sample_weight"] = train.weight
-    return kwargs
+    return keras_inputs(train.x), train.y, kwargs
 
 
 def _report_cross_validation(task: TrialTask, summary: list[dict[str, float]], model: Any, conn: Any) -> None:
@@ -343,7 +349,7 @@ def build_inputs(
 
 
 def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
-    """Child process entry point. Always ends by sending ("done", ...) or ("failed", reason)."""
+    """Child process entry point. Always ends by sending :class:`TrialDone` or :class:`ChildFailed`."""
     try:
         keras.utils.set_random_seed(task.seed)
         data = open_dataset(Path(task.data_dir))
@@ -351,7 +357,7 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
         if task.cv_folds is not None:
             summary = cross_validate(task, hypermodel, hp, data, task.budget_epochs, stop)
             _report_cross_validation(task, summary, hypermodel.build(hp), conn)
-            conn.send(("done", dict(hp.values), hp.get_config()["space"]))
+            conn.send(TrialDone(dict(hp.values), hp.get_config()["space"]))
             return
         model = hypermodel.build(hp)
         check_model(model, task.hypermodel)
@@ -361,10 +367,10 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
                 restore_checkpoint(model, task.resume_from, task.resume_sha256, task.artifact_root)
             except (TrialFailed, OSError, ValueError) as exc:
                 # An unusable checkpoint costs the epochs it held, not the trial.
-                conn.send(("restart", f"checkpoint unusable ({exc}); restarted from scratch"))
+                conn.send(RestartedFromScratch(f"checkpoint unusable ({exc}); restarted from scratch"))
                 model = hypermodel.build(hp)
                 initial_epoch = 0
-        fit_kwargs = fit_arguments(
+        x, y, passed = fit_arguments(
             data["train"],
             data["validation"],
             task.budget_epochs,
@@ -372,18 +378,18 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
             shuffle=task.shuffle,
             class_weight=task.class_weight,
         )
-        fit_kwargs["initial_epoch"] = initial_epoch
-        fit_kwargs["callbacks"] = [
+        passed["callbacks"] = [
             *make_callbacks(task.callbacks, task.base_dir),
             *tensorboard_callbacks(task, hp.values),
             Reporter(task, conn, stop),
         ]
         if initial_epoch < task.budget_epochs:
-            hypermodel.fit(hp, model, **fit_kwargs)
-        conn.send(("done", dict(hp.values), hp.get_config()["space"]))
+            added = {"verbose": 0, "initial_epoch": initial_epoch}
+            fit_hypermodel(hypermodel, hp, model, x, y, passed=passed, added=added, label=task.hypermodel)
+        conn.send(TrialDone(dict(hp.values), hp.get_config()["space"]))
     except (TrialFailed, kt.errors.FailedTrialError) as exc:
-        conn.send(("failed", str(exc)))
+        conn.send(ChildFailed(str(exc)))
     except Exception as exc:
-        conn.send(("failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        conn.send(ChildFailed(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     finally:
         conn.close()

@@ -11,7 +11,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import time
@@ -21,10 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.execution.loading import hypermodel_label, load_dataset, save_dataset
+from hpsearch.execution.protocol import (
+    CheckpointWritten,
+    ChildFailed,
+    EpochEnded,
+    FinalResult,
+    Message,
+    RestartedFromScratch,
+    TrialDone,
+)
+from hpsearch.execution.supervisor import Beat, Ending, Supervisor
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
-from hpsearch.store.models import Artifact, FinalJob, Study
+from hpsearch.store.records import FinalJobRecord, NewArtifact, StudyRecord
 
 log = logging.getLogger("hpsearch.execution.worker")
 # An idle worker marks itself alive this often (the coordinator counts workers seen within 30 s), not at
@@ -34,23 +43,13 @@ ALIVE_SECONDS = 5.0
 
 @dataclass
 class _StudyCache:
-    study: Study
+    study: StudyRecord
     spec: StudySpec
     data_dir: Path
 
 
 def _nothing() -> None:
     """The fork server's first child: starting it starts the server."""
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"trial process killed by {name} (out of memory or a crash in native code?)"
-    return f"trial process exited with code {exitcode} without reporting a result"
 
 
 class Worker:
@@ -116,7 +115,7 @@ class Worker:
                         ran += 1
                     break
                 claimed = self.store.claim_next(self.id, self.study_id)  # trials first, then promotions
-                if isinstance(claimed, FinalJob):
+                if isinstance(claimed, FinalJobRecord):
                     self.run_final_job(claimed)
                     ran += 1
                     idle_since = time.monotonic()
@@ -146,7 +145,7 @@ class Worker:
             if child.is_alive():
                 child.kill()
                 child.join()
-        self.exiting = []
+        self.exiting.clear()  # in place: a trial run holds this list to hand its child over
 
     def _should_exit_idle(self, idle_since: float) -> bool:
         if self.idle_timeout is not None and time.monotonic() - idle_since >= self.idle_timeout:
@@ -225,7 +224,7 @@ class Worker:
             self.store.release(claimed.trial_id, self.id)
             raise
 
-    def run_final_job(self, job: FinalJob) -> None:
+    def run_final_job(self, job: FinalJobRecord) -> None:
         try:
             cached = self._study(job.study_id)
         except Exception as exc:
@@ -245,142 +244,103 @@ class Worker:
             raise
 
 
-class _TrialRun:
-    """One trial's child process and the worker's side of its pipe."""
+class _TrialRun(Supervisor):
+    """One trial's child process, followed by the worker: writes its epochs and checkpoints, then its outcome."""
 
     def __init__(
         self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache, task: Any, claimed_at: float
     ) -> None:
+        run = cached.spec.run
+        super().__init__(
+            # Before the first trial the context exists only if the worker started (a unit test builds one bare).
+            worker._context,
+            heartbeat_seconds=run.heartbeat_seconds,
+            # The claim set the lease: renew one heartbeat later, or at once if loading the data took longer.
+            first_beat_at=claimed_at + run.heartbeat_seconds,
+            timeout=cached.spec.search.trial_timeout,
+            exiting=worker.exiting,
+        )
         self.worker = worker
         self.task = task
-        self.claimed_at = claimed_at
         self.store = worker.store
         self.claimed = claimed
         self.cached = cached
-        self.outcome: tuple[TrialState, str | None] | None = None
-        self.extra_params: dict[str, Any] = {}
-        self.stopped_by_request = False
-        self.paused = False
-        self.reported = False  # the child sent its result ("done" or "failed")
 
     def run(self) -> None:
         from hpsearch.execution.training import run_trial
 
-        context = self.worker._process_context()
-        receiver, sender = context.Pipe(duplex=False)
-        stop = context.Event()
-        child = context.Process(target=run_trial, args=(self.task, sender, stop))
-        child.start()
-        sender.close()
+        self.context = self.worker._process_context()
+        self.conclude(self.supervise(run_trial, self.task))
+
+    def started(self) -> None:
         self.worker.reap_exited()
-        try:
-            self._follow(child, receiver, stop)
-        finally:
-            if self.reported:
-                # It sent its result: its exit (TensorFlow's teardown) overlaps the next trial's start.
-                self.worker.exiting.append(child)
-            elif child.is_alive():
-                child.kill()
-                child.join()
 
-    def _follow(self, child: Any, receiver: Any, stop: Any) -> None:
-        heartbeat = self.cached.spec.run.heartbeat_seconds
-        # The claim set the lease: renew one heartbeat later, or at once if loading the study's data took longer.
-        next_beat = self.claimed_at + heartbeat
-        timeout = self.cached.spec.search.trial_timeout
-        deadline = time.monotonic() + timeout if timeout else None
-        lost = False
-        while not lost:
-            if deadline is not None and time.monotonic() > deadline and child.is_alive():
-                child.kill()
-                self.outcome = (TrialState.FAILED, f"timed out after {timeout:g}s (search.trial_timeout)")
-                break
-            if receiver.poll(0.2):
-                try:
-                    message = receiver.recv()
-                except EOFError:
-                    break
-                lost = not self._handle(message)
-                if self.reported:
-                    break
-            elif not child.is_alive() and not receiver.poll(0):
-                break
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + heartbeat
-                answer = self.store.heartbeat(self.claimed.trial_id, self.worker.id, self.cached.spec.run.lease_seconds)
-                if answer == "lost":
-                    lost = True
-                elif answer in ("stop", "pause") and not stop.is_set():
-                    self.stopped_by_request = answer == "stop"
-                    self.paused = answer == "pause"
-                    stop.set()
-        if lost:
-            log.warning("trial %d: lease lost to another worker; abandoning it", self.claimed.number)
-            child.kill()
-            child.join()
-            return
-        if not self.reported:
-            child.join()  # its exit code says why it ended
-        if self.paused:
-            self.store.release(self.claimed.trial_id, self.worker.id)
-            return
-        if self.outcome is None:
-            reason = describe_exit(child.exitcode)
-            state_after = self.store.retry(self.claimed.trial_id, self.worker.id, reason)
-            log.warning("trial %d: %s; now %s", self.claimed.number, reason, state_after)
-            return
-        state, error = self.outcome
-        if state == TrialState.COMPLETED and self.stopped_by_request:
-            state = TrialState.PRUNED
-        self.store.finish(self.claimed.trial_id, self.worker.id, state, error, self.extra_params)
+    def beat(self) -> Beat:
+        return self.store.heartbeat(self.claimed.trial_id, self.worker.id, self.cached.spec.run.lease_seconds)
 
-    def _handle(self, message: tuple[Any, ...]) -> bool:
-        """Apply one report from the child; False when this worker no longer owns the trial."""
-        kind = message[0]
+    def receive(self, message: Message) -> bool:
         study = self.cached.study
-        if kind == "epoch":
-            _, epoch, logs = message
-            others = [o["name"] for o in (study.objectives or [])[1:]]
-            return self.store.record_epoch(
-                self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction, others
-            )
-        if kind == "checkpoint":
-            _, epoch, uri, sha256, size = message
-            replaced = self.store.record_checkpoint(
-                Artifact(
-                    study_id=study.id,
-                    trial_id=self.claimed.trial_id,
-                    kind="checkpoint",
-                    epoch=epoch,
-                    uri=uri,
-                    sha256=sha256,
-                    size_bytes=size,
+        match message:
+            case EpochEnded(epoch=epoch, logs=logs):
+                others = [o["name"] for o in (study.objectives or [])[1:]]
+                return self.store.record_epoch(
+                    self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction, others
                 )
-            )
-            if replaced is not None:
-                try:
-                    stored_artifact(study.artifact_root, replaced).unlink(missing_ok=True)
-                except UnsafePath as exc:
-                    log.warning("not deleting %s: %s", replaced, exc.what)
-        elif kind == "done":
-            _, values, space_entries = message
-            self.extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
-            known = {entry["config"]["name"] for entry in self.task.space["space"]}
-            if any(entry["config"]["name"] not in known for entry in space_entries):
-                self.store.extend_space(study.id, space_entries)  # declared in fit: unknown to the study so far
-            self.outcome, self.reported = (TrialState.COMPLETED, None), True
-        elif kind == "failed":
-            self.outcome, self.reported = (TrialState.FAILED, message[1]), True
-        elif kind == "restart":
-            log.warning("trial %d: %s", self.claimed.number, message[1])
-            self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, message[1])
+            case CheckpointWritten(epoch=epoch, uri=uri, sha256=sha256, size_bytes=size):
+                replaced = self.store.record_checkpoint(
+                    NewArtifact(
+                        study_id=study.id,
+                        trial_id=self.claimed.trial_id,
+                        kind="checkpoint",
+                        epoch=epoch,
+                        uri=uri,
+                        sha256=sha256,
+                        size_bytes=size,
+                    )
+                )
+                if replaced is not None:
+                    try:
+                        stored_artifact(study.artifact_root, replaced).unlink(missing_ok=True)
+                    except UnsafePath as exc:
+                        log.warning("not deleting %s: %s", replaced, exc.what)
+            case RestartedFromScratch(reason=reason):
+                log.warning("trial %d: %s", self.claimed.number, reason)
+                self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, reason)
         return True
 
+    def conclude(self, ending: Ending) -> None:
+        """Write how the trial ended: completed (pruned if a stop was requested), failed, released or retried."""
+        trial_id, worker_id = self.claimed.trial_id, self.worker.id
+        if ending.lost:
+            log.warning("trial %d: lease lost to another worker; abandoning it", self.claimed.number)
+            return
+        if ending.request == "pause":
+            self.store.release(trial_id, worker_id)
+            return
+        match ending.result:
+            case TrialDone(values=values, space=space_entries):
+                extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
+                known = {entry["config"]["name"] for entry in self.task.space["space"]}
+                if any(entry["config"]["name"] not in known for entry in space_entries):
+                    self.store.extend_space(self.cached.study.id, space_entries)  # declared in fit: new to the study
+                state = TrialState.PRUNED if ending.request == "stop" else TrialState.COMPLETED
+                self.store.finish(trial_id, worker_id, state, None, extra_params)
+            case ChildFailed(reason=reason):
+                self.store.finish(trial_id, worker_id, TrialState.FAILED, reason, {})
+            case _ if ending.timed_out:
+                timeout = self.cached.spec.search.trial_timeout or 0
+                error = f"timed out after {timeout:g}s (search.trial_timeout)"
+                self.store.finish(trial_id, worker_id, TrialState.FAILED, error, {})
+            case _:
+                state_after = self.store.retry(trial_id, worker_id, ending.exit)
+                log.warning("trial %d: %s; now %s", self.claimed.number, ending.exit, state_after)
 
-class _FinalRun:
-    """One final job's child process and the worker's side of its pipe."""
 
-    def __init__(self, worker: Worker, job: FinalJob, cached: _StudyCache) -> None:
+class _FinalRun(Supervisor):
+    """One final job's child process, followed by the worker: writes its epochs, then its outcome."""
+
+    def __init__(self, worker: Worker, job: FinalJobRecord, cached: _StudyCache) -> None:
+        super().__init__(None, heartbeat_seconds=cached.spec.run.heartbeat_seconds)
         self.worker = worker
         self.store = worker.store
         self.job = job
@@ -388,6 +348,7 @@ class _FinalRun:
 
     def task(self) -> Any:
         from hpsearch.execution.finaljob import FinalTask
+
         study, spec = self.cached.study, self.cached.spec
         trial = self.store.trial_by_id(self.job.trial_id)
         return FinalTask(
@@ -414,70 +375,46 @@ class _FinalRun:
     def run(self, task: Any) -> None:
         from hpsearch.execution.finaljob import run_final_job
 
-        context = self.worker._process_context()
-        receiver, sender = context.Pipe(duplex=False)
-        stop = context.Event()
-        child = context.Process(target=run_final_job, args=(task, sender, stop))
-        child.start()
-        sender.close()
-        try:
-            self._follow(child, receiver)
-        finally:
-            if child.is_alive():
-                child.kill()
-                child.join()
+        self.context = self.worker._process_context()
+        self.conclude(self.supervise(run_final_job, task))
 
-    def _follow(self, child: Any, receiver: Any) -> None:
-        lease = self.cached.spec.run.lease_seconds
-        heartbeat = self.cached.spec.run.heartbeat_seconds
-        next_beat = time.monotonic()
-        while True:
-            if receiver.poll(0.2):
-                try:
-                    message = receiver.recv()
-                except EOFError:
-                    break
-                if message[0] == "epoch":
-                    if not self.store.record_final_epoch(self.job.id, self.worker.id, message[1], message[2]):
-                        return self._lost(child)
-                elif message[0] == "done":
-                    child.join()
-                    return self._finish(message[1])
-                elif message[0] == "failed":
-                    child.join()
-                    self.store.fail_final_job(self.job.id, self.worker.id, message[1])
-                    log.warning("final job %d failed: %s", self.job.number, message[1].splitlines()[0])
-                    return None
-            elif not child.is_alive() and not receiver.poll(0):
-                break
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + heartbeat
-                if not self.store.final_job_heartbeat(self.job.id, self.worker.id, lease):
-                    return self._lost(child)
-        child.join()
-        reason = describe_exit(child.exitcode)
-        state = self.store.requeue_final_job(self.job.id, reason, self.worker.id)
-        log.warning("final job %d: %s; now %s", self.job.number, reason, state)
-        return None
+    def beat(self) -> Beat:
+        alive = self.store.final_job_heartbeat(self.job.id, self.worker.id, self.cached.spec.run.lease_seconds)
+        return "continue" if alive else "lost"
 
-    def _lost(self, child: Any) -> None:
-        log.warning("final job %d: lease lost to another worker; abandoning it", self.job.number)
-        child.kill()
-        child.join()
+    def receive(self, message: Message) -> bool:
+        match message:
+            case EpochEnded(epoch=epoch, logs=logs):
+                return self.store.record_final_epoch(self.job.id, self.worker.id, epoch, logs)
+        return True
 
-    def _finish(self, result: dict[str, Any]) -> None:
+    def conclude(self, ending: Ending) -> None:
+        """Write how the job ended: completed with its evaluation, failed, or back in the queue."""
+        match ending:
+            case Ending(lost=True):
+                log.warning("final job %d: lease lost to another worker; abandoning it", self.job.number)
+            case Ending(result=FinalResult() as result):
+                self._finish(result)
+            case Ending(result=ChildFailed(reason=reason)):
+                self.store.fail_final_job(self.job.id, self.worker.id, reason)
+                log.warning("final job %d failed: %s", self.job.number, reason.splitlines()[0])
+            case _:
+                state = self.store.requeue_final_job(self.job.id, ending.exit, self.worker.id)
+                log.warning("final job %d: %s; now %s", self.job.number, ending.exit, state)
+
+    def _finish(self, result: FinalResult) -> None:
         artifacts = [
-            Artifact(study_id=self.cached.study.id, kind=kind, uri=uri, sha256=sha256, size_bytes=size)
-            for kind, uri, sha256, size in result["artifacts"]
+            NewArtifact(study_id=self.cached.study.id, kind=f.kind, uri=f.uri, sha256=f.sha256, size_bytes=f.size_bytes)
+            for f in result.artifacts
         ]
         self.store.finish_final_job(
             self.job.id,
             self.worker.id,
-            best_epoch=result["best_epoch"],
-            objective=result["objective"],
-            test_metrics=result["test_metrics"],
-            confusion=result["confusion"],
-            class_rows=result["class_rows"],
-            slice_rows=result["slice_rows"],
+            best_epoch=result.best_epoch,
+            objective=result.objective,
+            test_metrics=result.test_metrics,
+            confusion=result.confusion,
+            class_rows=result.class_rows,
+            slice_rows=result.slice_rows,
             artifacts=artifacts,
         )
