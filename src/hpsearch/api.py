@@ -17,6 +17,7 @@ property reads the database afresh and two handles on the same study, in two pro
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -194,6 +195,15 @@ class Study:
     def resume(self, message: str | None = None) -> None:
         """Let a stopped study run again (a coordinator picks it up)."""
         self.store.set_study_state(self.record.id, StudyState.RUNNING, message)
+
+    def delete(self, *, artifacts: bool = False) -> None:
+        """Delete the study from the database (every trial, metric, checkpoint row and final job); with
+        ``artifacts=True`` also its directory under the artifact root. A running study's workers see it gone
+        and move on."""
+        record = self.record
+        self.store.delete_study(record.id)
+        if artifacts:
+            shutil.rmtree(artifact_path(record.artifact_root, record.name), ignore_errors=True)
 
     # --- results ---------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Studies: create one (or find the same), read them, change a study's state and space.
+"""Studies: create one (or find the same), read them, change a study's state and space, delete one.
 
 Example::
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from hpsearch.errors import UsageError
 from hpsearch.store.database import Database, retrying
@@ -81,6 +81,13 @@ class Studies(Database):
         """Set a study's state and message. Example: ``store.set_study_state(1, StudyState.STOPPED)``."""
         with self.session() as session:
             session.execute(update(Study).where(Study.id == study_id).values(state=state, message=message))
+
+    def delete_study(self, study_id: int) -> None:
+        """Delete a study and everything recorded of it (trials, metrics, attempts, artifacts, final jobs: the
+        foreign keys cascade). Files under the artifact root are the caller's. Example:
+        ``store.delete_study(store.study("mnist").id)``."""
+        with self.session() as session:
+            session.execute(delete(Study).where(Study.id == study_id))
 
     @retrying
     def extend_space(self, study_id: int, entries: Sequence[dict[str, Any]]) -> None:
