@@ -88,8 +88,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    import hpsearch.keras_tuner as hkt
     import keras_tuner
+
+    import hpsearch.keras_tuner as hkt
 
     # Keras Tuner keeps no per-trial duration: time its run_trial.
     original = keras_tuner.RandomSearch.run_trial

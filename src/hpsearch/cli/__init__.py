@@ -2,10 +2,10 @@
 
 Each module registers its commands on the one Typer app: :mod:`~hpsearch.cli.studies` (create, run, stop,
 resume, coordinator, worker, automl, gc, db), :mod:`~hpsearch.cli.results` (status, trials, best, show,
-promote, models, report, export).
+promote, models, report, export), :mod:`~hpsearch.cli.dashboard` (dashboard).
 """
 
-from hpsearch.cli import results, studies  # noqa: F401  (registers the commands)
+from hpsearch.cli import dashboard, results, studies  # noqa: F401  (registers the commands)
 from hpsearch.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
-
 import keras_tuner as kt
+import numpy as np
 
 BEST_WEIGHTS = "kt-best.weights.h5"
 _COLLISION = re.compile(r"got multiple values for (?:keyword )?argument '(\w+)'")

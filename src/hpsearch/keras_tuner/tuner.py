@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import keras_tuner as kt
+
 from hpsearch import api
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.keras_tuner.hypermodel import BEST_WEIGHTS, SearchHyperModel

@@ -78,6 +78,39 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def make_readonly_engine(url: str, application_name: str = "hpsearch-readonly") -> Engine:
+    """An engine that cannot write (the dashboard's). PostgreSQL: every transaction, autocommit ones too, is
+    READ ONLY (``default_transaction_read_only``, as the analyst role in docs/schema.md). SQLite: ``PRAGMA
+    query_only`` on each connection, and deferred transactions, so a reader never takes the write lock that
+    workers and coordinators wait for.
+
+    Example: ``Store(make_readonly_engine("sqlite:///hpsearch.db")).studies()``; any write raises.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        options = {"connect_timeout": 10, "application_name": application_name}
+        options["options"] = "-c default_transaction_read_only=on"
+        try:
+            return create_engine(parsed, pool_size=4, max_overflow=4, connect_args=options)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise UsageError("--db", f"no driver for {parsed.drivername}: {exc}") from None
+    engine = create_engine(parsed, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy issues BEGIN (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA query_only = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")  # deferred: a consistent snapshot, no write lock
+
+    return engine
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

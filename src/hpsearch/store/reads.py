@@ -133,20 +133,23 @@ class Reads(Database):
         """A study's trials, objective curves (finite values), attempts and their workers in one transaction:
         a consistent view of a study that is still running (what a report draws)."""
         with self.session() as session:
-            trials = _all(session, TrialRecord, select(Trial).where(Trial.study_id == study.id).order_by(Trial.number))
+            # Core rows, not ORM objects: a 10,000-trial study reads several times faster.
+            trial_rows = session.execute(
+                select(Trial.__table__).where(Trial.study_id == study.id).order_by(Trial.number)
+            )
+            trials = [from_row(TrialRecord, row) for row in trial_rows]
             metric_rows = session.execute(
                 select(TrialMetric.trial_id, TrialMetric.epoch, TrialMetric.value)
                 .join(Trial, Trial.id == TrialMetric.trial_id)
                 .where(Trial.study_id == study.id, TrialMetric.name == study.objective_name)
             ).all()
-            attempts = _all(
-                session,
-                AttemptRecord,
-                select(TrialAttempt)
+            attempt_rows = session.execute(
+                select(TrialAttempt.__table__)
                 .join(Trial, Trial.id == TrialAttempt.trial_id)
                 .where(Trial.study_id == study.id)
-                .order_by(TrialAttempt.started_at, TrialAttempt.id),
+                .order_by(TrialAttempt.started_at, TrialAttempt.id)
             )
+            attempts = [from_row(AttemptRecord, row) for row in attempt_rows]
             worker_ids = {t.worker_id for t in trials} | {a.worker_id for a in attempts}
             worker_ids.discard(None)
             workers = (

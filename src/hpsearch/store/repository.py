@@ -8,6 +8,7 @@
 :mod:`.final_jobs`          promotions: queue, claim, heartbeat, finish, fail, requeue
 :mod:`.workers`             worker rows
 :mod:`.reads`               trials, the best trial, curves, attempts, artifacts, final job reads, snapshots
+:mod:`.overview`            live views across studies: progress, workers, a page of trials, a study's fingerprint
 :mod:`.statements`          the prebuilt Core statements of the hot path
 :mod:`.records`             the frozen records handed out (``*Record``) and taken in (``New*``)
 :mod:`.database`            the engine's three connection paths and ``retrying``
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from hpsearch.store.database import Database
 from hpsearch.store.final_jobs import FINAL_JOB_MAX_ATTEMPTS, FinalJobs
+from hpsearch.store.overview import Overview
 from hpsearch.store.planning import Planning
 from hpsearch.store.queue import HeartbeatAnswer, Queue
 from hpsearch.store.reads import Reads
@@ -33,7 +35,7 @@ from hpsearch.store.studies import Studies
 from hpsearch.store.workers import Workers
 
 
-class Store(Studies, Queue, Planning, FinalJobs, Workers, Reads, Database):
+class Store(Studies, Queue, Planning, FinalJobs, Workers, Reads, Overview, Database):
     """Every query of hpsearch, one concern per base class. With ``retry_seconds`` (workers and coordinators)
     the methods they call retry a lost connection for that long (see :func:`hpsearch.store.database.retrying`).
 

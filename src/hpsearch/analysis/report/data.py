@@ -57,6 +57,7 @@ class TrialInfo:
     state: str
     params: dict[str, Any]
     objective: float | None
+    objective_values: list[float | None] | None  # every objective's value (multi-objective studies)
     best_epoch: int | None
     epochs_done: int
     budget_epochs: int

@@ -236,13 +236,14 @@ def curves_figure(data: ReportData) -> Any:
     if not drawn:
         return "No epoch reported yet."
 
+    fidelity = data.multi_fidelity  # once: it looks at every trial
+
     def group(trial: TrialInfo) -> str:
-        return f"rung {trial.rung}" if data.multi_fidelity and trial.rung is not None else str(trial.state)
+        return f"rung {trial.rung}" if fidelity and trial.rung is not None else str(trial.state)
 
     groups = sorted({group(t) for t in drawn}, key=lambda g: (len(g), g))  # rung 2 before rung 10
     colors = {
-        g: _COLORS[i % len(_COLORS)] if data.multi_fidelity else _STATE_COLORS.get(g, _COLORS[0])
-        for i, g in enumerate(groups)
+        g: _COLORS[i % len(_COLORS)] if fidelity else _STATE_COLORS.get(g, _COLORS[0]) for i, g in enumerate(groups)
     }
     by_id = data.by_id
     figure = go.Figure()
@@ -290,7 +291,7 @@ def curves_figure(data: ReportData) -> Any:
                 hoverinfo="skip",
                 connectgaps=False,
             )
-    title = "epoch" + (" (dashed: a promoted trial continues its parent)" if data.multi_fidelity else "")
+    title = "epoch" + (" (dashed: a promoted trial continues its parent)" if fidelity else "")
     last_epoch = max(max(data.curves[t.id]) for t in drawn)
     _layout(figure, 460, xaxis_title=title, yaxis_title=plotly_text(data.study.objective_name))
     if last_epoch <= 20:

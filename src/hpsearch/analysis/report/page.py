@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hpsearch.analysis.report import figures
@@ -75,6 +76,44 @@ _SECTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class Part:
+    """A section's content: escaped HTML, and the plotly figure drawn above it (None: the HTML alone).
+    Example: ``section_parts(data)["history"].figure`` is a plotly figure, or None with a note in ``html``."""
+
+    html: str = ""
+    figure: Any = None
+
+
+def section_parts(
+    data: ReportData, importance: tuple[dict[str, float] | None, str] | None = None
+) -> dict[str, Part]:
+    """The summary and figure sections (summary, history, parallel, importance, curves, slices, timeline) as
+    figures and escaped HTML, for pages that draw the figures themselves (the live dashboard). ``importance``:
+    :func:`parameter_importances` computed elsewhere (it is the slow part), else computed here.
+
+    Example: ``{key: part.figure is not None for key, part in section_parts(data).items()}``.
+    """
+    importances, importance_note = importance if importance is not None else parameter_importances(data)
+    builders: dict[str, Callable[[ReportData], Any]] = {
+        "history": figures.history_figure,
+        "parallel": figures.parallel_figure,
+        "curves": figures.curves_figure,
+        "slices": lambda d: figures.slices_figure(d, importances),
+        "timeline": figures.timeline_figure,
+    }
+    parts = {"summary": Part(_summary_section(data))}
+    for key, build in builders.items():
+        figure = build(data)
+        parts[key] = Part(f'<p class="note">{_e(figure)}</p>') if isinstance(figure, str) else Part(figure=figure)
+    if importances:
+        note = f'<p class="note">{_e(importance_note)}</p>' if importance_note else ""
+        parts["importance"] = Part(note, figures.importance_figure(importances))
+    else:
+        parts["importance"] = Part(f'<p class="note">{_e(importance_note) or "No parameter importance to show."}</p>')
+    return parts
+
+
 def render_page(data: ReportData) -> str:
     """The whole report as one self-contained HTML page (no network access needed or made).
 
@@ -82,18 +121,13 @@ def render_page(data: ReportData) -> str:
     """
     from plotly.offline import get_plotlyjs
 
-    importances, importance_note = parameter_importances(data)
-    bodies: dict[str, str] = {
-        "summary": _summary_section(data),
-        "history": _figure_section("history", data, figures.history_figure),
-        "parallel": _figure_section("parallel", data, figures.parallel_figure),
-        "importance": _importance_section(importances, importance_note),
-        "curves": _figure_section("curves", data, figures.curves_figure),
-        "slices": _figure_section("slices", data, lambda d: figures.slices_figure(d, importances)),
-        "timeline": _figure_section("timeline", data, figures.timeline_figure),
-        "final-model": _final_model_section(data),
-        "trials": _trials_section(data),
-    }
+    bodies: dict[str, str] = {}
+    for key, part in section_parts(data).items():
+        figure = "" if part.figure is None else _figure_html(part.figure, f"fig-{key}")
+        plot = f'<div class="plot" id="plot-{key}">{figure}</div>' if figure else ""
+        bodies[key] = plot + part.html
+    bodies["final-model"] = _final_model_section(data)
+    bodies["trials"] = _trials_section(data)
     nav = " ".join(f'<a href="#{key}">{title}</a>' for key, title in _SECTIONS)
     sections = "\n".join(
         f'<section id="{key}">\n<h2>{title}</h2>\n{bodies[key]}\n</section>' for key, title in _SECTIONS
@@ -155,15 +189,6 @@ def _params_html(params: dict[str, Any]) -> str:
     return ", ".join(f"<code>{_e(k)}={_e(fmt(v))}</code>" for k, v in params.items()) or "(none)"
 
 
-def _figure_section(key: str, data: ReportData, build: Callable[[ReportData], Any]) -> str:
-    """A figure in its container (``<div class="plot" id="plot-KEY">``), or a note when there is nothing
-    to draw (``build`` returns a string)."""
-    figure = build(data)
-    if isinstance(figure, str):
-        return f'<p class="note">{_e(figure)}</p>'
-    return f'<div class="plot" id="plot-{key}">{_figure_html(figure, f"fig-{key}")}</div>'
-
-
 def _figure_html(figure: Any, div_id: str) -> str:
     """The figure's div and the inline script that draws it. Plotly writes "<", ">" and "/" in the figure's
     JSON as \\u escapes, so no string in it (parcoords tick labels are unescaped) can close the script;
@@ -177,14 +202,6 @@ def _figure_html(figure: Any, div_id: str) -> str:
     if "<" in text[opening : text.rindex("</script>")]:
         raise RuntimeError(f"plotly left a '<' in the script of figure {div_id}; refusing to embed it")
     return text
-
-
-def _importance_section(importances: dict[str, float] | None, note: str) -> str:
-    if not importances:
-        return f'<p class="note">{_e(note) or "No parameter importance to show."}</p>'
-    figure = figures.importance_figure(importances)
-    note_html = f'<p class="note">{_e(note)}</p>' if note else ""
-    return f'<div class="plot" id="plot-importance">{_figure_html(figure, "fig-importance")}</div>{note_html}'
 
 
 def _final_model_section(data: ReportData) -> str:
