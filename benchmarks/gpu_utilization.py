@@ -9,9 +9,9 @@ random search) run by ``hpsearch coordinator`` and ``hpsearch worker --gpu 0`` p
 is the mean of the samples from the first trial's start to the last trial's end (both read from the
 database), so the workers' start-up is not counted; trial start-up, building, checkpoints and reports are.
 
-Variants: ``baseline`` (one worker per GPU); ``2-per-gpu`` and ``4-per-gpu`` (several workers, so several
+Variants: ``baseline`` (one worker per GPU); ``2-per-gpu``, ``4-per-gpu``, ``8-per-gpu`` (several workers, so several
 trials, share the GPU; TF_FORCE_GPU_ALLOW_GROWTH keeps each from taking all its memory); ``prefetch``
-(tf.data cache/shuffle/prefetch and steps_per_execution=32); ``mixed`` (mixed_float16); ``xla``
+(tf.data cache/shuffle/prefetch and steps_per_execution=32); ``mixed`` and ``4-per-gpu-mixed`` (mixed_float16); ``xla``
 (jit_compile); ``all`` (4 per GPU with prefetch, mixed precision and XLA). Target: >= 90% busy on one H100.
 """
 
@@ -39,8 +39,10 @@ VARIANTS: dict[str, tuple[int, str]] = {
     "baseline": (1, ""),
     "2-per-gpu": (2, ""),
     "4-per-gpu": (4, ""),
+    "8-per-gpu": (8, ""),
     "prefetch": (1, "prefetch"),
     "mixed": (1, "mixed"),
+    "4-per-gpu-mixed": (4, "mixed"),
     "xla": (1, "xla"),
     "all": (4, "prefetch,mixed,xla"),
 }
@@ -170,12 +172,14 @@ def main() -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {gpus[0]}")
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     print(f"{args.trials} trials x {args.epochs} epochs per variant; busy = mean nvidia-smi utilization.gpu")
-    print("\n| variant | workers on GPU 0 | trials completed | wall s (first start to last end) | GPU busy |")
-    print("|---|---|---|---|---|")
+    print("\n| variant | workers on GPU 0 | trials completed | wall s (first to last trial) | trials/hour | GPU busy |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="hpsearch-gpu-") as directory:
         for name in names:
             result = run_variant(name, args.trials, args.epochs, Path(directory))
-            cells = [name, result["workers"], result["completed"], f"{result['wall']:.1f}", f"{result['busy']:.0f}%"]
+            per_hour = 3600 * result["completed"] / result["wall"] if result["wall"] > 0 else 0.0
+            cells = [name, result["workers"], result["completed"], f"{result['wall']:.1f}", f"{per_hour:.0f}"]
+            cells.append(f"{result['busy']:.0f}%")
             print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
     print("\ntarget: >= 90% busy on one H100")
 

@@ -306,6 +306,7 @@ def test_bad_input(
             "study": str(study_file),
             "tmp": str(work),
             "fake_pg": f"postgresql+psycopg://bob:Hunter2Secret@127.0.0.1:{refusing_postgres.port}/x",
+            "fake_pg_query": f"postgresql+psycopg://bob@127.0.0.1:{refusing_postgres.port}/x?password=Hunter2Secret",
             "missing_pg": missing_pg.render_as_string(hide_password=False),
             "readonly_db": readonly,
         }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -180,6 +181,10 @@ class Study:
             Coordinator(self.store, [study.name]).run(until_done=True, on_tick=tick)
             for proc in procs:
                 proc.wait(timeout=120)
+        except KeyboardInterrupt:
+            # Ctrl-C, SIGTERM: each worker hands its trial back to the queue (no retry charged) and deregisters.
+            _stop_workers(procs)
+            raise
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -195,6 +200,16 @@ class Study:
     def resume(self, message: str | None = None) -> None:
         """Let a stopped study run again (a coordinator picks it up)."""
         self.store.set_study_state(self.record.id, StudyState.RUNNING, message)
+
+    def extend(self, *, max_trials: int | None = None, max_wall_time: float | None = None) -> None:
+        """Raise the study's budget to these totals (trials; seconds of wall time since its creation). A
+        COMPLETED study becomes STOPPED, and :meth:`run` continues it.
+
+        >>> load_study("mnist_mlp").extend(max_trials=40)  # doctest: +SKIP
+        """
+        if max_trials is None and max_wall_time is None:
+            raise UsageError(f"study {self.name}", "extend needs max_trials or max_wall_time")
+        self.store.extend_study(self.record.id, max_trials=max_trials, max_wall_time=max_wall_time)
 
     def delete(self, *, artifacts: bool = False) -> None:
         """Delete the study from the database (every trial, metric, checkpoint row and final job); with
@@ -261,6 +276,21 @@ def run_final_job_here(store: Store, job: FinalJob) -> FinalJob:
     if job.state == TrialState.QUEUED:
         Worker(store, final_job=job.id, max_trials=1).run()
     return store.final_job(job.id)
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], grace_seconds: float = 60.0) -> None:
+    """Interrupt local workers (a terminal's Ctrl-C reached them already; a SIGINT or SIGTERM sent to this
+    process alone did not) and wait for them to hand back their trials; kill any still alive past the grace."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_seconds
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _start_workers(url: str, study: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:

@@ -7,6 +7,8 @@ class HpsearchError(Exception):
     """A failure the user can act on. ``where`` names the file, field, study or URL at fault."""
 
     exit_code = 1
+    #: More ``(where, what)`` failures found with this one (a study file's other errors), each shown on its line.
+    also: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, where: str, what: str) -> None:
         super().__init__(f"{where}: {what}")

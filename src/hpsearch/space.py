@@ -9,9 +9,10 @@ needs keras and lives in :func:`discover_space`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,9 @@ Value = int | float | str | bool
 Kind = Literal["int", "float", "choice", "boolean", "fixed"]
 _KT_CLASS = {"Int": "int", "Float": "float", "Choice": "choice", "Boolean": "boolean", "Fixed": "fixed"}
 _GRID_POINTS_WITHOUT_STEP = 10  # as Keras Tuner's GridSearch does for a continuous range
+# A grid search plans every combination: beyond this many (the most trials a study may plan) it is refused
+# unless max_trials caps it.
+GRID_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,27 @@ class Param:
             return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
         return rng.uniform(self.low, self.high)
 
-    def grid_values(self) -> tuple[Value, ...]:
-        """Every value a grid search tries, in Keras Tuner's order."""
+    def grid_count(self) -> float:
+        """How many values :meth:`grid_values` has, computed without listing them (``inf``: a log step <= 1
+        never reaches the maximum).
+
+        >>> Param("n", "int", low=0, high=10**12).grid_count()
+        1000000000001
+        """
+        if self.kind in ("choice", "boolean", "fixed") or self.step is None:
+            if self.kind == "int" and self.step is None and not self.log:
+                assert self.low is not None and self.high is not None
+                return int(self.high) - int(self.low) + 1
+            return len(self.grid_values())
+        assert self.low is not None and self.high is not None
+        if self.log:
+            if self.step <= 1:
+                return math.inf
+            return math.floor(math.log(self.high * (1 + 1e-12) / self.low) / math.log(self.step)) + 1
+        return math.floor((self.high * (1 + 1e-12) - self.low) / self.step + 1e-9) + 1
+
+    def grid_values(self) -> Sequence[Value]:
+        """Every value a grid search tries, in Keras Tuner's order (an integer range lazily: it may be wide)."""
         if self.kind == "choice":
             return self.choices
         if self.kind == "boolean":
@@ -85,7 +108,7 @@ class Param:
         assert self.low is not None and self.high is not None
         if self.step is None:
             if self.kind == "int" and not self.log:
-                return tuple(range(int(self.low), int(self.high) + 1))
+                return range(int(self.low), int(self.high) + 1)
             probs = [(i + 0.5) / _GRID_POINTS_WITHOUT_STEP for i in range(_GRID_POINTS_WITHOUT_STEP)]
             spread = [self._from_unit(p) for p in probs]
             return tuple(dict.fromkeys(int(v) if self.kind == "int" else v for v in spread))
@@ -163,6 +186,28 @@ class SearchSpace:
             values.pop(param.name, None)
 
         return expand(0, {})
+
+    def grid_size(self, limit: int | None = None) -> int:
+        """How many combinations :meth:`grid` yields, at most ``limit``: counted, not enumerated, unless
+        conditional parameters make only enumeration exact (then at most ``limit`` are). Without a limit, a
+        grid beyond :data:`GRID_MAX` raises ValueError; so does one that never ends (a log step <= 1).
+
+        >>> space = SearchSpace({"space": [{"class_name": "Int", "config": {"name": "n", "min_value": 0,
+        ...     "max_value": 10**12, "step": None, "sampling": "linear"}}]})
+        >>> space.grid_size(limit=5)
+        5
+        """
+        bound = math.prod(max(1, p.grid_count()) for p in self.params)
+        if math.isinf(bound):
+            endless = next(p.name for p in self.params if math.isinf(p.grid_count()))
+            raise ValueError(f"the grid of {endless!r} never ends: a log step must be greater than 1")
+        if limit is None and bound > GRID_MAX:
+            raise ValueError(
+                f"a grid of {bound:.3g} combinations is more than {GRID_MAX:,}: set max_trials or narrow the space"
+            )
+        if not any(p.conditions for p in self.params):
+            return int(min(bound, limit)) if limit is not None else int(bound)
+        return sum(1 for _ in itertools.islice(self.grid(), limit))
 
     def merged_with(self, config: Mapping[str, Any]) -> SearchSpace:
         """This space plus parameters first declared elsewhere (in a HyperModel's ``fit``)."""

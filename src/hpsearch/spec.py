@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpsearch.errors import SpecError
+from hpsearch.limits import NAME_MAX, SEED_MAX
 from hpsearch.strategies.options import SearchOptions
 from hpsearch.strategies.registry import algorithm as registered_algorithm
 from hpsearch.strategies.registry import algorithms as registered_algorithms
@@ -62,7 +63,7 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_MAX)  # the database's name columns
     direction: Direction
 
     @model_validator(mode="before")
@@ -97,7 +98,7 @@ class StudySection(_Strict):
     data: str = Field(min_length=1)
     # One objective, or several (a Pareto front is searched; the first one drives promotions and stops).
     objective: Objective | list[Objective]
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)  # what numpy, Keras and Optuna accept, with room per trial
     description: str = ""
 
     @field_validator("name")
@@ -204,6 +205,29 @@ class CallbackSpec(BaseModel):
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _no_files_outside_the_root(self) -> CallbackSpec:
+        # Keras' file-writing callbacks would write wherever a worker runs (README: logs, checkpoints and
+        # TensorBoard files go only under the artifact root); hpsearch does each of their jobs itself.
+        module, _, cls = self.name.rpartition(":")
+        if module in ("", "keras.callbacks", "tf.keras.callbacks", "tensorflow.keras.callbacks"):
+            instead = _FILE_CALLBACKS.get(cls)
+            if instead is not None:
+                raise ValueError(f"{cls} writes files outside the artifact root; {instead}")
+            paths = sorted(_PATH_ARGUMENTS & set(self.kwargs))
+            if paths:
+                raise ValueError(f"{cls} argument {paths[0]!r} would write outside the artifact root")
+        return self
+
+
+_FILE_CALLBACKS = {
+    "CSVLogger": "every epoch's metrics are in the database (`hpsearch export --metrics`)",
+    "TensorBoard": "set [run] tensorboard = true (per-trial logs under the artifact root)",
+    "ModelCheckpoint": "hpsearch checkpoints every trial itself (and `hpsearch promote` keeps the best model)",
+    "BackupAndRestore": "hpsearch checkpoints every trial itself and resumes it from there",
+}
+_PATH_ARGUMENTS = {"filename", "filepath", "log_dir", "backup_dir"}  # a future callback of the same kind
 
 
 class FitSection(_Strict):
@@ -400,6 +424,8 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _lookup(data: Any, path: tuple[Any, ...]) -> Any:
     for key in path:
+        if isinstance(data, str) and key == "name":  # objective = "val_loss" stands for { name = "val_loss" }
+            return data
         try:
             data = data[key]
         except (KeyError, IndexError, TypeError):
@@ -412,21 +438,9 @@ def validate_spec(data: dict[str, Any], source: str) -> StudySpec:
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = _field_path(tuple(first["loc"]))
-        field = ".".join(map(str, path)) or "(top level)"
-        if first["type"] == "missing":
-            what = "required field is missing"
-        elif first["type"] == "extra_forbidden":
-            what = "unknown field"
-        else:
-            value = _lookup(data, path)
-            message = first["msg"].removeprefix("Value error, ")
-            what = f"{message} (got {value!r})"
-        # A union reports every member's complaint about the same field: count other fields only.
-        others = {_field_path(tuple(e["loc"])) for e in exc.errors()} - {path}
-        more = f" (and {len(others)} more)" if others else ""
-        raise SpecError(f"{source}: {field}", what + more) from None
+        from hpsearch.spec_errors import spec_error  # every error, each on its line, with hints
+
+        raise spec_error(exc.errors(), data, source, StudySpec) from None
     if spec.automl is not None and spec.study.hypermodel is not None:
         raise SpecError(
             f"{source}: study.hypermodel",

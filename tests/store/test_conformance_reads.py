@@ -119,6 +119,20 @@ def test_reads_of_trials_attempts_and_snapshots(store: Store) -> None:
     snapshot = store.snapshot(study)
     assert snapshot.trials == trials and len(snapshot.attempts) == 2
     assert set(snapshot.workers) == {t.worker_id for t in trials}
+    # The same view as plain rows of the columns asked for (what the report reads), with the best trial's id.
+    rows = store.snapshot_rows(study, ("number", "objective", "worker_id"), ("trial_id", "outcome"))
+    assert rows.trials == [(t.number, t.objective, t.worker_id) for t in trials]
+    assert rows.attempts == [(a.trial_id, a.outcome) for a in snapshot.attempts]
+    assert rows.curves == [] and rows.workers == snapshot.workers  # the objective is val_accuracy, never logged
+    best = store.best_trial(study)
+    assert best is not None and rows.best_id == best.id == trials[1].id
+    store.add_trials(study, [NewTrial({"i": 2}, 2)])
+    worker = store.register_worker("w-curves", "h", 1, None)
+    claimed = store.claim(worker, study.id)
+    assert claimed is not None
+    for epoch, value in ((1, 0.9), (2, float("nan"))):
+        assert store.record_epoch(claimed.trial_id, worker, epoch, {"val_accuracy": value}, "val_accuracy", "max")
+    assert store.snapshot_rows(study, ("id",), ("id",)).curves == [(claimed.trial_id, 1, 0.9)]  # finite only
 
 
 def test_a_final_job_lives_queued_running_completed(store: Store, tmp_path: Path) -> None:

@@ -53,15 +53,42 @@ def metrics_frame(store: Store, study: StudyRecord) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["study", "number", "epoch", "name", "value"])
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (=HYPERLINK(...)): OWASP's CSV injection
+# advice is a leading apostrophe, which the spreadsheet shows as text. Only CSV, only string cells.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defuse(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every string cell a spreadsheet would run as a formula prefixed with ``'``.
+
+    >>> csv_safe(pd.DataFrame({"error": ["=HYPERLINK(1)", "ok"], "x": [-1, 2]}))["error"].tolist()
+    ["'=HYPERLINK(1)", 'ok']
+    """
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(_defuse)
+    return safe
+
+
 def write_frame(frame: pd.DataFrame, fmt: str, path: Path | None) -> str | None:
-    """Write to ``path``, or return the text (CSV and JSON) for standard output."""
+    """Write to ``path``, or return the text (CSV and JSON) for standard output. CSV string cells that a
+    spreadsheet would run as formulas start with ``'`` (see :func:`csv_safe`)."""
     if fmt not in FORMATS:
         raise UsageError("--format", f"must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt == "parquet" and path is None:
         raise UsageError("--format parquet", "needs an output file (-o FILE)")
     text = None
     if fmt != "parquet":
-        text = frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", date_format="iso")
+        text = (
+            csv_safe(frame).to_csv(index=False)
+            if fmt == "csv"
+            else frame.to_json(orient="records", date_format="iso")
+        )
         if path is None:
             return text
     assert path is not None

@@ -36,8 +36,21 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 TrialNumber = Annotated[int, typer.Argument(min=0, max=2**31 - 1, help="The trial's number.")]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from hpsearch import __version__
+
+        out.print(f"hpsearch {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     global _debug
     _debug = debug
     logging.basicConfig(
@@ -46,6 +59,10 @@ def _options(debug: Annotated[bool, typer.Option("--debug", help="Show traceback
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # Once: the terminal's Ctrl-C reaches every process of the group and `hpsearch run` forwards it to its
+    # workers too; a second signal must not cut short the clean-up (trials handed back) the first one began.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -55,13 +72,15 @@ def main() -> None:
         # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) would bury the one error line.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Batch schedulers and Kubernetes stop with SIGTERM: clean up as on Ctrl-C (trials go back to the queue).
+    # SIGINT too, explicitly: a process started with `nohup ... &` inherits SIG_IGN for it, which Python keeps.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         code = app(standalone_mode=False, prog_name="hpsearch")
         if isinstance(code, int) and code:
             sys.exit(code)  # typer returns 130 after an interrupt instead of raising
     except HpsearchError as exc:
-        _fail(exc.where, exc.what, exc.exit_code)
+        _fail(exc.where, exc.what, exc.exit_code, also=exc.also)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
@@ -80,13 +99,14 @@ def main() -> None:
         _fail("internal", f"{type(exc).__name__}: {exc}{hint}", 1)
 
 
-def _fail(where: str, what: str, code: int) -> None:
+def _fail(where: str, what: str, code: int, also: tuple[tuple[str, str], ...] = ()) -> None:
     """Print the one-line error (after the traceback with --debug) and exit with ``code``."""
     # argv too: an unknown command fails before the option callback has set _debug.
     if _debug or "--debug" in sys.argv[1:2]:
         import traceback
 
         traceback.print_exc()
-    text = " ".join(f"error: {where}: {what}".split("\n"))
-    err.print(text, highlight=False, markup=False, soft_wrap=True)
+    for place, problem in ((where, what), *also):
+        text = " ".join(f"error: {place}: {problem}".split("\n"))
+        err.print(text, highlight=False, markup=False, soft_wrap=True)
     sys.exit(code)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hpsearch.api import RETRY_SECONDS, create_study, load_study
-from hpsearch.cli.app import ArtifactsOption, DbOption, app, db_app, out, study_app
+from hpsearch.api import RETRY_SECONDS, Study, create_study, load_study
+from hpsearch.cli.app import ArtifactsOption, DbOption, app, db_app, err, out, study_app
 from hpsearch.cli.progress import Progress
 from hpsearch.cli.results import print_best
-from hpsearch.errors import UsageError
-from hpsearch.store import StudyState, mask_url, open_store, resolve_url
+from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.paths import artifact_path
+from hpsearch.store import StudyState, TrialState, mask_url, open_store, resolve_url
 from hpsearch.store.models import utcnow
 
 # --- studies ---------------------------------------------------------------------------------------------
@@ -48,6 +50,59 @@ def study_stop(study: str, db: DbOption = None) -> None:
 def study_resume(study: str, db: DbOption = None) -> None:
     """Resume a stopped study."""
     _set_state(study, db, StudyState.RUNNING)
+
+
+@study_app.command("delete")
+def study_delete(
+    study: str,
+    db: DbOption = None,
+    artifacts: Annotated[
+        bool, typer.Option("--artifacts", help="Also delete its checkpoints and models under the artifact root.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a study: every trial, metric, checkpoint record and final job (with --artifacts, its files too)."""
+    handle = load_study(study, db=db)
+    record = handle.record
+    what = f"study {study} ({sum(handle.counts().values())} trials, {record.state})"
+    if artifacts:
+        what += f" and its files under {artifact_path(record.artifact_root, record.name)}"
+    if not yes and not typer.confirm(f"delete {what}?", default=False):
+        out.print("nothing deleted")
+        raise typer.Exit(1)
+    handle.delete(artifacts=artifacts)
+    out.print(f"deleted {what}", highlight=False)
+
+
+@study_app.command("extend")
+def study_extend(
+    study: str,
+    db: DbOption = None,
+    max_trials: Annotated[int | None, typer.Option("--max-trials", min=1, help="The new total of trials.")] = None,
+    max_wall_time: Annotated[
+        str | None, typer.Option("--max-wall-time", help="The new wall-time budget: seconds or '90s', '10m', '2h'.")
+    ] = None,
+) -> None:
+    """Grow a study's budget (new totals); a completed study can then be continued with `hpsearch run`."""
+    seconds = None if max_wall_time is None else _duration("--max-wall-time", max_wall_time)
+    handle = load_study(study, db=db)
+    handle.extend(max_trials=max_trials, max_wall_time=seconds)
+    record = handle.record
+    wall = record.spec["search"].get("max_wall_time")
+    budget = f"max_trials {record.max_trials}" + (f", max_wall_time {wall:g}s" if wall else "")
+    out.print(f"study {study}: {budget}; {record.state}", highlight=False)
+
+
+def _duration(option: str, text: str) -> float:
+    from hpsearch.spec import parse_duration
+
+    try:
+        seconds = float(parse_duration(text))
+    except (TypeError, ValueError):
+        raise UsageError(option, f"must be seconds or a duration such as '90s', '10m' (got {text!r})") from None
+    if seconds <= 0:
+        raise UsageError(option, f"must be positive (got {text!r})")
+    return seconds
 
 
 @app.command()
@@ -94,8 +149,12 @@ def coordinator(
     logging.getLogger("hpsearch").setLevel(logging.INFO)
     store = open_store(db, retry_seconds=RETRY_SECONDS)
     loop = Coordinator(store, study, lease_seconds=lease)
-    with Progress(store, loop.running_studies, time.monotonic()) as progress:
-        loop.run(until_done=exit_when_done, on_tick=progress)
+    try:
+        with Progress(store, loop.running_studies, time.monotonic()) as progress:
+            loop.run(until_done=exit_when_done, on_tick=progress)
+    except KeyboardInterrupt:
+        err.print("coordinator stopped (interrupted); its studies wait for a coordinator: `hpsearch coordinator`")
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -111,14 +170,18 @@ def worker(
     from hpsearch.execution.worker import Worker
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
-    Worker(
-        open_store(db, retry_seconds=RETRY_SECONDS),
-        gpu=gpu,
-        study=study,
-        max_trials=max_trials,
-        idle_timeout=idle_timeout,
-        exit_when_done=exit_when_done,
-    ).run()
+    try:
+        Worker(
+            open_store(db, retry_seconds=RETRY_SECONDS),
+            gpu=gpu,
+            study=study,
+            max_trials=max_trials,
+            idle_timeout=idle_timeout,
+            exit_when_done=exit_when_done,
+        ).run()
+    except KeyboardInterrupt:
+        err.print("worker stopped (interrupted); its trial went back to the queue")
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -134,12 +197,40 @@ def run(
     url = resolve_url(db)
     study = create_study(study_file, db=url, artifacts=artifacts)
     count = workers or study.record.spec["run"]["workers"]
+    if study.state == StudyState.COMPLETED:
+        done = study.counts()
+        out.print(
+            f"study {study.name} is already completed ({done['COMPLETED']} trials completed, "
+            f"{done['FAILED']} failed); `hpsearch study extend {study.name} --max-trials N` grows it",
+            highlight=False,
+        )
+        print_best(study.store, study.record, as_json=False)
+        return
     verb = "created" if study.created else "resumed"
     out.print(f"study {study.name} {verb}: {count} workers, {mask_url(url)}")
     logging.getLogger("hpsearch").setLevel(logging.WARNING)
-    with Progress(study.store, lambda: [study.record], time.monotonic()) as progress:
-        study.run(count, on_tick=progress)
+    try:
+        with Progress(study.store, lambda: [study.record], time.monotonic()) as progress:
+            study.run(count, on_tick=progress)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: running trials went back to the queue; `hpsearch run {study_file}` resumes", highlight=False
+        )
+        raise typer.Exit(130) from None
+    except HpsearchError:
+        print_failures(study)
+        raise
+    print_failures(study)
     print_best(study.store, study.record, as_json=False)
+    if not study.counts()["COMPLETED"]:
+        raise HpsearchError(f"study {study.name}", f"no trial completed (see `hpsearch trials {study.name}`)")
+
+
+def print_failures(study: Study, most: int = 3) -> None:
+    """The most common reasons trials failed, one line each with how many trials it ended."""
+    reasons = Counter(t.error.strip().splitlines()[0] for t in study.trials if t.state == TrialState.FAILED and t.error)
+    for reason, count in reasons.most_common(most):
+        out.print(f"failed: {count} trial{'s' if count > 1 else ''}: {reason}", highlight=False, markup=False)
 
 
 @app.command()
@@ -167,16 +258,8 @@ def automl(
     """AutoML from a data file: write a study for an AutoKeras task on DATA (.csv with --target, or .npz with
     x and y) and run it like `hpsearch run`, within --time-limit."""
     from hpsearch.execution.automl_data import write_study
-    from hpsearch.spec import parse_duration
 
-    try:
-        seconds = float(parse_duration(time_limit))
-    except (TypeError, ValueError):
-        raise UsageError(
-            "--time-limit", f"must be seconds or a duration such as '90s', '10m' (got {time_limit!r})"
-        ) from None
-    if seconds <= 0:
-        raise UsageError("--time-limit", f"must be positive (got {time_limit!r})")
+    seconds = _duration("--time-limit", time_limit)
     study_file = write_study(
         data,
         task,

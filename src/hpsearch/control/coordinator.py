@@ -205,6 +205,8 @@ class Coordinator:
     def _finish_when_idle(self, study: StudyRecord, active: bool, message: str | None) -> bool:
         if active:
             return True
+        if self.store.study_state(study.id) != StudyState.RUNNING:
+            return False  # a worker failed it meanwhile (an error every trial would repeat): keep its verdict
         self.store.set_study_state(study.id, StudyState.COMPLETED, message)
         log.info("study %s completed%s", study.name, f": {message}" if message else "")
         return False

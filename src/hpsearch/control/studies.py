@@ -28,13 +28,17 @@ def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root:
     context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)
     # A user sampler / scheduler is resolved here too (the coordinator resolves it again): a bad one fails now.
     check_user_code(search, path.resolve().parent, str(path), context)
+    try:
+        planned = planned_trials(search, context)
+    except ValueError as exc:  # a grid too large to plan (or one that never ends)
+        raise SpecError(f"{path}: search", str(exc)) from None
     return NewStudy(
         name=spec.study.name,
         objective_name=primary.name,
         direction=primary.direction,
         objectives=[o.model_dump() for o in spec.study.objectives],
         algorithm=spec.search.algorithm,
-        max_trials=planned_trials(search, context),
+        max_trials=planned,
         max_epochs=spec.search.max_epochs,
         seed=spec.study.seed,
         spec=spec.model_dump(mode="json"),

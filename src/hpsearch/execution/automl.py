@@ -212,6 +212,9 @@ class AutoKerasHyperModel(kt.HyperModel):
             head.shape = (1,) if y.ndim == 1 else tuple(y.shape[1:])
             if head.loss is None:
                 head.loss = keras.losses.MeanSquaredError()
+        for block in self.graph.blocks:  # the user's blocks may hold numpy integers too (num_units=np.int64(64))
+            for attribute, value in vars(block).items():
+                setattr(block, attribute, python_scalars(value))
         self.graph.epochs, self.graph.num_samples = epochs, n
 
     def _front(self, node: Any, x: Any) -> tuple[Any, Any]:
@@ -267,6 +270,11 @@ class AutoKerasHyperModel(kt.HyperModel):
         # As Keras Tuner before every build: AutoKeras names its inner blocks from Keras's name counters
         # (conv_block_1, ...), and parameter names must be the same in every build and on every worker.
         keras.backend.clear_session(free_memory=False)
+        # AutoKeras 3.0.0 hands hyperparameter values to keras layers as they are, and keras >= 3.13 refuses a
+        # numpy integer as Dense(units=) (isinstance(units, int)): values from numpy (a Keras Tuner oracle, a
+        # user's seed) are made Python scalars before any block reads them.
+        for name, value in list(hp.values.items()):
+            hp.values[name] = python_scalars(value)
         for name, values in self.narrowed.items():
             hp.Choice(name, values)
         self.graph.compile()
@@ -310,6 +318,19 @@ class AutoKerasHyperModel(kt.HyperModel):
                 continue
             upstream = keras.Model(model.input, layer.input)
             adapt(np.concatenate([keras.ops.convert_to_numpy(upstream(batch)) for batch in _batches(x)]))
+
+
+def python_scalars(value: Any) -> Any:
+    """``value`` with numpy scalars (also inside tuples and lists) as Python ones; anything else unchanged.
+
+    >>> python_scalars((np.int64(3), np.float32(0.5), "relu"))
+    (3, 0.5, 'relu')
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list) and any(isinstance(item, np.generic) for item in value):
+        return type(value)(python_scalars(item) for item in value)
+    return value
 
 
 def _batches(x: Any, size: int = 4096) -> list[Any]:

@@ -7,17 +7,22 @@ This is the execution side of study creation (it imports keras through the user'
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import UserCodeError
+from hpsearch.execution.failures import first_line, recurs_in_every_trial
 from hpsearch.execution.hypermodels import check_fit_section, study_hypermodel
-from hpsearch.execution.loading import check_fits, check_model, hypermodel_label, load_dataset
+from hpsearch.execution.loading import Dataset, check_fits, check_model, hypermodel_label, keras_inputs, load_dataset
+from hpsearch.limits import first_too_long
 from hpsearch.space import SearchSpace, override_config
 from hpsearch.spec import StudySpec
 
+# A metric the trial's child logs itself when an objective names it (training.NUM_PARAMS; that module is heavy).
+NUM_PARAMS = "num_params"
 # Keras Tuner stops rebuilding after this many builds too: a space whose scopes never all activate ends.
 _MAX_DISCOVERY_BUILDS = 64
 
@@ -44,10 +49,16 @@ def discover(spec: StudySpec, path: Path) -> Discovered:
     hypermodel = study_hypermodel(spec, base_dir, dataset)
     check_fit_section(spec, hypermodel, str(path))
 
+    checked_objectives = False
+
     def check(model: object, where: str) -> None:
+        nonlocal checked_objectives
         check_model(model, where)
         if spec.automl is None:  # AutoML models adapt their inputs to this data by construction
             check_fits(model, dataset, spec.study.data)
+            if not checked_objectives and not spec.fit.callbacks and not _fits_itself(hypermodel):
+                checked_objectives = True  # once: the compiled metrics rarely depend on the parameters
+                check_objectives(model, dataset, [o.name for o in spec.study.objectives], str(path))
 
     space = discover_space(hypermodel, hypermodel_label(spec), check=check)
     if spec.space:
@@ -59,6 +70,45 @@ def discover(spec: StudySpec, path: Path) -> Discovered:
         search = spec.search.model_copy(update={"initial_trials": [*spec.search.initial_trials, *seeds]})
         spec = spec.model_copy(update={"search": search})
     return Discovered(spec, space, base_dir)
+
+
+def _fits_itself(hypermodel: Any) -> bool:
+    """A HyperModel with its own ``fit`` may log anything: its objective is only known once it ran."""
+    import keras_tuner as kt
+
+    return getattr(type(hypermodel), "fit", None) is not kt.HyperModel.fit
+
+
+def logged_metrics(model: Any, dataset: Dataset, where: str) -> set[str] | None:
+    """The names ``fit`` will log for a compiled ``model`` with validation data (``loss``, each compiled
+    metric, and their ``val_`` twins), found by evaluating two training rows; None if that cannot run here.
+    A loss that does not fit the labels is refused now rather than in every trial."""
+    train = dataset["train"]
+    x = {k: v[:2] for k, v in train.x.items()} if isinstance(train.x, dict) else train.x[:2]
+    try:
+        logs = model.test_on_batch(keras_inputs(x), train.y[:2], return_dict=True)
+    except Exception as exc:  # else nothing to decide here: the trials report it, with its traceback
+        if recurs_in_every_trial(exc):
+            raise UserCodeError(where, f"the model cannot be evaluated on the data: {first_line(str(exc))}") from None
+        return None
+    names = {str(name) for name in logs}
+    return names | {f"val_{name}" for name in names} | {"learning_rate", NUM_PARAMS}
+
+
+def check_objectives(model: Any, dataset: Dataset, objectives: list[str], where: str) -> None:
+    """Refuse an objective the model will never log (e.g. ``val_acc`` when it logs ``val_accuracy``): every
+    trial would train and then fail on it."""
+    logged = logged_metrics(model, dataset, where)
+    if logged is None:
+        return
+    for name in objectives:
+        if name not in logged:
+            shown = sorted(n for n in logged if n not in ("learning_rate", NUM_PARAMS))
+            close = difflib.get_close_matches(name, shown, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserCodeError(
+                f"{where}: study.objective", f"{name!r} is not logged by the model (it logs {shown}){hint}"
+            )
 
 
 class _Conflict(Exception):
@@ -103,7 +153,7 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
             # parameters it declared on the way still belong to the space.
             infeasible.append(str(exc))
             model = None
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit too: creation must not end silently with exit 0
             raise UserCodeError(where, f"building the model raised {type(exc).__name__}: {exc}") from exc
         if check is not None and model is not None:
             check(model, where)
@@ -152,4 +202,7 @@ def discover_space(hypermodel: Any, where: str, check: Callable[[Any, str], None
     if len(infeasible) == builds:
         raise UserCodeError(where, f"no configuration could be built: {infeasible[-1]}")
     config = space.get_config()
+    too_long = first_too_long((entry["config"]["name"] for entry in config["space"]), "parameter")
+    if too_long is not None:  # PostgreSQL would refuse it at the first trial's INSERT; SQLite would not
+        raise UserCodeError(where, too_long)
     return {"space": config["space"], "values": {}}

@@ -11,10 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 import os
-import platform
 import shutil
 import traceback
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import keras
 import numpy as np
 
 from hpsearch.execution.evaluation import evaluate_predictions
+from hpsearch.execution.exports import backend_info, export_model, software_versions
 from hpsearch.execution.fitting import fit_hypermodel
 from hpsearch.execution.loading import Split, check_model, keras_inputs, open_dataset
 from hpsearch.execution.protocol import ChildFailed, EpochEnded, ExportedFile, FinalResult
@@ -179,49 +178,6 @@ def tree_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def export_model(model: keras.Model, out: Path, formats: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
-    """Write the requested formats; returns {kind: path} and {kind: why it was skipped}."""
-    written: dict[str, Path] = {}
-    skipped: dict[str, str] = {}
-    if "keras" in formats:
-        written["keras"] = out / "model.keras"
-        model.save(written["keras"])
-    if "savedmodel" in formats:
-        if keras.backend.backend() == "tensorflow":
-            target = out / "saved_model"
-            shutil.rmtree(target, ignore_errors=True)
-            model.export(str(target), format="tf_saved_model", verbose=False)
-            written["savedmodel"] = target
-        else:
-            skipped["savedmodel"] = f"SavedModel needs the TensorFlow backend (this is {keras.backend.backend()})"
-    if "onnx" in formats:
-        target = out / "model.onnx"
-        # tf2onnx logs every op it cannot convert, then writes a graph that no runtime loads: check it instead.
-        logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)
-        try:
-            model.export(str(target), format="onnx", verbose=False)
-            import onnx
-
-            onnx.checker.check_model(str(target), full_check=True)
-            written["onnx"] = target
-        except Exception as exc:  # the backend or some of the model's ops cannot be converted
-            target.unlink(missing_ok=True)
-            skipped["onnx"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    return written, skipped
-
-
-def software_versions() -> dict[str, str]:
-    import importlib.metadata
-
-    versions = {"python": platform.python_version(), "keras_backend": keras.backend.backend()}
-    for package in ("hpsearch", "keras", "tensorflow", "keras-tuner", "numpy", "scikit-learn"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def _cross_validation_estimate(
     task: FinalTask, hypermodel: Any, hp: Any, data: dict[str, Split], stop: Any
 ) -> dict[str, float]:
@@ -329,7 +285,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
         features=test.slices,
         slices=task.slices,
     )
-    written, skipped = export_model(model, out, task.formats)
+    written, skipped = export_model(model, out, task.formats, test.x, np.asarray(predictions))
     written["predictions"] = out / "test_predictions.npy"  # what the exported models must reproduce
     np.save(written["predictions"], np.asarray(predictions))
     metrics = {name: float(value) for name, value in test_metrics.items()} | cv_estimate
@@ -364,6 +320,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
         "slices": slice_rows,
         "exports": {kind: path.name for kind, path in written.items()},
         "skipped_exports": skipped,
+        "backend": backend_info(),
         "software": software_versions(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -68,7 +68,7 @@ def load_object(ref: str, base_dir: str | Path) -> Any:
             module = importlib.import_module(target)
     except UserCodeError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a script's sys.exit() must not end hpsearch with no word
         raise UserCodeError(ref, f"import failed: {type(exc).__name__}: {exc}") from exc
     try:
         return getattr(module, attribute)
@@ -84,7 +84,7 @@ def load_hypermodel(ref: str, base_dir: str | Path) -> Any:
     if isinstance(obj, type) and issubclass(obj, kt.HyperModel):
         try:
             return obj()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise UserCodeError(ref, f"cannot instantiate: {type(exc).__name__}: {exc}") from exc
     if isinstance(obj, kt.HyperModel):
         return obj
@@ -147,8 +147,21 @@ def check_fits(model: Any, dataset: Dataset, where: str) -> None:
                     f"{where}: {name}", f"x has shape {actual} per sample; the model expects {expected}"
                 )
         y = split.y
-        sparse = y.dtype.kind in "iu" and (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1))
-        if sparse and outputs and len(outputs) == 1 and "sparse" in _loss_name(model).lower():
+        loss = _loss_name(model).lower()
+        one_output = bool(outputs) and len(outputs) == 1
+        one_column = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)
+        floats = one_output and one_column and y.dtype.kind == "f" and "sparse" in loss and y.size
+        # Float class indices: Keras casts them, so 1.5 or 7.0 of 2 classes fails only inside every trial.
+        if floats and (not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
+            raise UserCodeError(f"{where}: {name}", "labels are not whole class indices (a sparse loss needs 0, 1, ..)")
+        if one_output and y.ndim == 2 and y.shape[1] > 1 and "categorical" in loss and "sparse" not in loss:
+            width = outputs[0].shape[-1]
+            if width is not None and width != y.shape[1]:
+                raise UserCodeError(
+                    f"{where}: {name}", f"one-hot labels have {y.shape[1]} columns but the model has {width} outputs"
+                )
+        sparse = y.dtype.kind in "iuf" and one_column
+        if sparse and one_output and "sparse" in loss and y.size:
             classes = outputs[0].shape[-1]
             low, high = int(y.min()), int(y.max())
             if classes is not None and (low < 0 or high >= classes):
@@ -248,7 +261,7 @@ def load_dataset(ref: str, base_dir: str | Path) -> Dataset:
         raise UserCodeError(ref, f"is a {type(loader).__name__}, not a function")
     try:
         raw = loader()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # SystemExit too: `hpsearch study create` would exit 0 silently
         raise UserCodeError(ref, f"raised {type(exc).__name__}: {exc}") from exc
     return validate_dataset(raw, ref)
 

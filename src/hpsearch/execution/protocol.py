@@ -103,12 +103,17 @@ class FinalResult:
 @dataclass(frozen=True)
 class ChildFailed:
     """The child's work failed; ``reason`` is one line, or a line and a traceback for an unexpected error.
+    ``recurring``: every trial would fail the same way (see :mod:`hpsearch.execution.failures`), so the study
+    fails at once.
 
     >>> ChildFailed("nan loss at epoch 1").reason
     'nan loss at epoch 1'
+    >>> ChildFailed("No module named 'sklearn'", recurring=True).recurring
+    True
     """
 
     reason: str
+    recurring: bool = False
 
 
 Progress = EpochEnded | CheckpointWritten | RestartedFromScratch

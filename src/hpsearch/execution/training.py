@@ -20,6 +20,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from hpsearch.execution.failures import recurs_in_every_trial
 from hpsearch.execution.fitting import fit_hypermodel
 from hpsearch.execution.hypermodels import study_hypermodel
 from hpsearch.execution.loading import (
@@ -33,6 +34,7 @@ from hpsearch.execution.loading import (
     open_dataset,
 )
 from hpsearch.execution.protocol import CheckpointWritten, ChildFailed, EpochEnded, RestartedFromScratch, TrialDone
+from hpsearch.limits import first_too_long
 from hpsearch.paths import UnsafePath, stored_artifact
 from hpsearch.space import Value
 from hpsearch.spec import StudySpec
@@ -75,7 +77,12 @@ class TrialTask:
 
 
 class TrialFailed(Exception):
-    """A failure whose one-line reason is the whole story (no traceback needed)."""
+    """A failure whose one-line reason is the whole story (no traceback needed); ``recurring`` when every
+    trial would fail the same way (the study then fails at once)."""
+
+    def __init__(self, reason: str, *, recurring: bool = False) -> None:
+        super().__init__(reason)
+        self.recurring = recurring
 
 
 def sha256_of(path: Path) -> str:
@@ -119,9 +126,13 @@ class Reporter(StopAware):
             for objective in self.task.objectives:
                 if objective not in values:
                     raise TrialFailed(
-                        f"objective {objective!r} is not logged by the model; logged metrics: {sorted(values)}"
+                        f"objective {objective!r} is not logged by the model; logged metrics: {sorted(values)}",
+                        recurring=True,
                     )
             self.checked_objective = True
+        too_long = first_too_long(values, "metric")
+        if too_long is not None:  # the database's name columns: PostgreSQL would refuse the row, SQLite not
+            raise TrialFailed(f"{too_long} (logged at epoch {done})")
         self.conn.send(EpochEnded(done, values))
         loss = values.get("loss")
         if loss is not None and not math.isfinite(loss):
@@ -191,8 +202,9 @@ def make_callbacks(specs: list[dict[str, Any]], base_dir: str) -> list[keras.cal
 
 
 def tensorboard_callbacks(task: TrialTask, params: dict[str, Any]) -> list[keras.callbacks.Callback]:
-    """TensorBoard logs for the trial, with its parameters in the HParams dashboard (TensorFlow only)."""
-    if task.tensorboard_dir is None or keras.backend.backend() != "tensorflow":
+    """TensorBoard logs for the trial, with its parameters in the HParams dashboard, on every backend: Keras'
+    callback and the summary writer use TensorFlow's, which hpsearch installs whatever the backend."""
+    if task.tensorboard_dir is None:
         return []
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hparams_api
@@ -388,8 +400,9 @@ def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
             fit_hypermodel(hypermodel, hp, model, x, y, passed=passed, added=added, label=task.hypermodel)
         conn.send(TrialDone(dict(hp.values), hp.get_config()["space"]))
     except (TrialFailed, kt.errors.FailedTrialError) as exc:
-        conn.send(ChildFailed(str(exc)))
+        conn.send(ChildFailed(str(exc), recurring=getattr(exc, "recurring", False)))
     except Exception as exc:
-        conn.send(ChildFailed(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+        conn.send(ChildFailed(text, recurring=recurs_in_every_trial(exc)))
     finally:
         conn.close()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpsearch.execution.failures import first_line
+from hpsearch.execution.forksafety import check_probe, probe_fork_server
 from hpsearch.execution.loading import hypermodel_label, load_dataset, save_dataset
 from hpsearch.execution.protocol import (
     CheckpointWritten,
@@ -30,6 +32,7 @@ from hpsearch.execution.protocol import (
     TrialDone,
 )
 from hpsearch.execution.supervisor import Beat, Ending, Supervisor
+from hpsearch.limits import first_too_long
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec
 from hpsearch.store import ClaimedTrial, Store, StudyState, TrialState
@@ -48,8 +51,8 @@ class _StudyCache:
     data_dir: Path
 
 
-def _nothing() -> None:
-    """The fork server's first child: starting it starts the server."""
+# What the fork server imports once, before forking any trial (keras: seconds).
+FORK_SERVER_PRELOAD = ["hpsearch.execution.training", "hpsearch.execution.finaljob"]
 
 
 class Worker:
@@ -86,12 +89,13 @@ class Worker:
                 # Before the fork server starts, so every trial sees only this worker's GPU.
                 os.environ["CUDA_VISIBLE_DEVICES"] = self.gpu
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["hpsearch.execution.training", "hpsearch.execution.finaljob"])
+            context.set_forkserver_preload(FORK_SERVER_PRELOAD)
             # Start the fork server (it imports keras: seconds) before claiming anything, so no lease runs
-            # out while a first trial waits for it.
-            warm_up = context.Process(target=_nothing)
+            # out while a first trial waits for it; its first child checks it is safe to fork (no JAX runtime).
+            warm_up = context.Process(target=probe_fork_server)
             warm_up.start()
             warm_up.join()
+            check_probe(warm_up.exitcode, FORK_SERVER_PRELOAD)
             self._context = context
         return self._context
 
@@ -128,7 +132,11 @@ class Worker:
                         break
                     time.sleep(self.poll_seconds)
                     continue
-                self.run_trial(claimed)
+                try:
+                    self.run_trial(claimed)
+                except KeyboardInterrupt:  # also while loading its data: hand the trial back unharmed
+                    self.store.release(claimed.trial_id, self.id)
+                    raise
                 ran += 1
                 idle_since = alive_at = time.monotonic()
         finally:
@@ -265,6 +273,8 @@ class _TrialRun(Supervisor):
         self.store = worker.store
         self.claimed = claimed
         self.cached = cached
+        # Why this worker stopped the child itself (a message the database cannot hold): the trial fails so.
+        self.refused: str | None = None
 
     def run(self) -> None:
         from hpsearch.execution.training import run_trial
@@ -282,6 +292,11 @@ class _TrialRun(Supervisor):
         study = self.cached.study
         match message:
             case EpochEnded(epoch=epoch, logs=logs):
+                # The child refuses such names first; this guard keeps a bad row from failing the worker.
+                too_long = first_too_long(logs, "metric")
+                if too_long is not None:
+                    self.refused = f"{too_long} (logged at epoch {epoch})"
+                    return False  # the child is stopped; conclude() fails the trial
                 others = [o["name"] for o in (study.objectives or [])[1:]]
                 return self.store.record_epoch(
                     self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction, others
@@ -311,6 +326,9 @@ class _TrialRun(Supervisor):
     def conclude(self, ending: Ending) -> None:
         """Write how the trial ended: completed (pruned if a stop was requested), failed, released or retried."""
         trial_id, worker_id = self.claimed.trial_id, self.worker.id
+        if self.refused is not None:
+            self.store.finish(trial_id, worker_id, TrialState.FAILED, self.refused, {})
+            return
         if ending.lost:
             log.warning("trial %d: lease lost to another worker; abandoning it", self.claimed.number)
             return
@@ -318,6 +336,10 @@ class _TrialRun(Supervisor):
             self.store.release(trial_id, worker_id)
             return
         match ending.result:
+            case TrialDone(values=values, space=space_entries) if (
+                too_long := first_too_long(values, "parameter")
+            ) is not None:  # declared in the hypermodel's fit, unseen at creation
+                self.store.finish(trial_id, worker_id, TrialState.FAILED, too_long, {})
             case TrialDone(values=values, space=space_entries):
                 extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
                 known = {entry["config"]["name"] for entry in self.task.space["space"]}
@@ -325,7 +347,11 @@ class _TrialRun(Supervisor):
                     self.store.extend_space(self.cached.study.id, space_entries)  # declared in fit: new to the study
                 state = TrialState.PRUNED if ending.request == "stop" else TrialState.COMPLETED
                 self.store.finish(trial_id, worker_id, state, None, extra_params)
-            case ChildFailed(reason=reason):
+            case ChildFailed(reason=reason, recurring=recurring):
+                if recurring:  # every trial would fail so: fail the study first (no coordinator completes it)
+                    message = f"trial {self.claimed.number} failed with an error every trial would repeat: "
+                    self.store.set_study_state(self.cached.study.id, StudyState.FAILED, message + first_line(reason))
+                    log.error("study %s failed: %s", self.cached.study.name, message + first_line(reason))
                 self.store.finish(trial_id, worker_id, TrialState.FAILED, reason, {})
             case _ if ending.timed_out:
                 timeout = self.cached.spec.search.trial_timeout or 0

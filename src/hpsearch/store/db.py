@@ -36,26 +36,58 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+# libpq takes a password in the query string (``?password=``) and in a key/value DSN (``password=x``), as
+# well as in the user-info part; every form is masked. A quoted DSN value ('it''s') runs to its closing quote.
+_QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&#]*")
+_DSN_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)")
+
+
+def _query_passwords(url: URL) -> list[str]:
+    return [
+        value
+        for key, values in url.query.items()
+        if key.lower() == "password"
+        for value in ((values,) if isinstance(values, str) else values)
+        if value
+    ]
+
+
 def mask_url(url: str | URL) -> str:
-    """The URL with its password replaced by ***, also for URLs SQLAlchemy cannot parse."""
+    """The URL with its password replaced by ***, also one given as ``?password=`` and in URLs SQLAlchemy
+    cannot parse (a libpq DSN such as ``host=h password=x``).
+
+    >>> mask_url("postgresql://bob@db/x?password=s3cret&sslmode=require")
+    'postgresql://bob@db/x?password=***&sslmode=require'
+    """
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r":[^:@/]*@", ":***@", url)
+        rendered = url.render_as_string(hide_password=True)
+    else:
+        try:
+            rendered = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            rendered = re.sub(r":[^:@/]*@", ":***@", url)
+            return _DSN_PASSWORD.sub(r"\1***", _QUERY_PASSWORD.sub(r"\1***", rendered))
+    return _QUERY_PASSWORD.sub(r"\1***", rendered)
 
 
 def scrub(message: str, url: str | URL) -> str:
-    """Remove the URL's password from a message (a driver error may quote the connection string)."""
+    """Remove the URL's passwords (user info and ``?password=``) from a message (a driver error may quote the
+    connection string), and any ``password=`` a libpq message spells out.
+
+    >>> scrub("bad password=s3cret for bob", "postgresql://bob@db/x?password=s3cret")
+    'bad password=*** for bob'
+    """
     try:
-        password = (url if isinstance(url, URL) else make_url(url)).password
+        parsed = url if isinstance(url, URL) else make_url(url)
+        passwords = [str(parsed.password)] if parsed.password else []
+        passwords += _query_passwords(parsed)
     except ArgumentError:
-        password = None
-    if not password:
-        return message
-    # Whole tokens only: a short password must not garble the words around it.
-    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(password))}(?![A-Za-z0-9])", "***", message)
+        passwords = []
+    # Longest first, so that a password containing another is masked whole.
+    for password in sorted(set(passwords), key=len, reverse=True):
+        # Whole tokens only: a short password must not garble the words around it.
+        message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(password)}(?![A-Za-z0-9])", "***", message)
+    return _DSN_PASSWORD.sub(r"\1***", message)
 
 
 def make_engine(url: str) -> Engine:

@@ -19,6 +19,29 @@ from hpsearch.store.models import Study, StudyState
 from hpsearch.store.records import NewStudy, StudyRecord, from_row, new_values
 from hpsearch.store.statements import STUDY_STATE
 
+# Budgets `hpsearch study extend` raises: a study file still naming the smaller one is the same study.
+_EXTENDABLE = ("search.max_trials", "search.max_wall_time")
+
+
+def spec_differences(stored: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted paths where two specs differ; a budget ``study extend`` raised above the file's is no
+    difference.
+
+    >>> spec_differences({"search": {"max_trials": 20, "seed": 1}}, {"search": {"max_trials": 10, "seed": 2}})
+    ['search.seed']
+    """
+    if isinstance(stored, dict) and isinstance(new, dict):
+        found: list[str] = []
+        for key in sorted(set(stored) | set(new), key=str):
+            found += spec_differences(stored.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    path = prefix.rstrip(".")
+    if stored == new:
+        return []
+    if path in _EXTENDABLE and isinstance(stored, int | float) and (new is None or new <= stored):
+        return []
+    return [path]
+
 
 class Studies(Database):
     """The ``studies`` table (see :mod:`hpsearch.store.studies`)."""
@@ -34,10 +57,13 @@ class Studies(Database):
             existing = session.scalar(select(Study).where(Study.name == study.name))
             if existing is not None:
                 stored = normalize(existing.spec) if normalize is not None else existing.spec
-                if stored != study.spec:
+                differ = spec_differences(stored, study.spec)
+                if differ:
+                    shown = ", ".join(differ[:5]) + (f" (and {len(differ) - 5} more)" if len(differ) > 5 else "")
                     raise UsageError(
                         f"study {study.name}",
-                        "exists with a different study file; rename the study or delete the old one",
+                        f"exists with a different study file (differs in {shown}); rename the study, delete the "
+                        "old one (`hpsearch study delete`), or grow its budget with `hpsearch study extend`",
                     )
                 return from_row(StudyRecord, existing), False
             row = Study(**new_values(study, NewStudy))
@@ -81,6 +107,33 @@ class Studies(Database):
         """Set a study's state and message. Example: ``store.set_study_state(1, StudyState.STOPPED)``."""
         with self.session() as session:
             session.execute(update(Study).where(Study.id == study_id).values(state=state, message=message))
+
+    @retrying
+    def extend_study(
+        self, study_id: int, *, max_trials: int | None = None, max_wall_time: float | None = None
+    ) -> StudyRecord:
+        """Raise a study's budget to new totals (a UsageError unless each grows). A COMPLETED study becomes
+        STOPPED: `hpsearch run` (or `study resume`) continues it. Example: ``store.extend_study(1, max_trials=20)``."""
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            assert study is not None
+            search = dict(study.spec["search"])
+            for field, value, now in (
+                ("max_trials", max_trials, study.max_trials),
+                ("max_wall_time", max_wall_time, search.get("max_wall_time")),
+            ):
+                if value is None:
+                    continue
+                if now is not None and value <= now:
+                    raise UsageError(f"study {study.name}: search.{field}", f"is {now:g}; extend it beyond that")
+                search[field] = value
+            if max_trials is not None:
+                study.max_trials = max_trials
+            study.spec = {**study.spec, "search": search}
+            if study.state == StudyState.COMPLETED:
+                study.state, study.message = StudyState.STOPPED, "extended; `hpsearch run` continues it"
+            session.flush()
+            return from_row(StudyRecord, study)
 
     def delete_study(self, study_id: int) -> None:
         """Delete a study and everything recorded of it (trials, metrics, attempts, artifacts, final jobs: the

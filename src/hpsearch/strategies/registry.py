@@ -13,6 +13,7 @@ Importing this module is cheap: Optuna and scipy are imported when a model-based
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,8 @@ def _asha(options: SearchOptions, base_dir: Path | None) -> Strategy:
 
 
 def _grid_size(options: SearchOptions, context: StudyContext) -> int:
-    return sum(1 for _ in context.space.grid())
+    # Counted, capped by max_trials: a grid of 10**12 combinations with max_trials = 5 plans 5 at once.
+    return context.space.grid_size(limit=context.max_trials)
 
 
 def _hyperband_size(options: SearchOptions, context: StudyContext) -> int:
@@ -269,7 +271,8 @@ def planned_trials(search: Mapping[str, Any], context: StudyContext) -> int:
     cap = search.get("max_trials")
     if entry.planned is None:
         return int(cap)  # type: ignore[arg-type]  # the spec requires max_trials of such an algorithm
-    total = entry.planned(SearchOptions.from_search(search), context)
+    # The cap travels in the context, so an algorithm counts no further than it (a huge grid, capped).
+    total = entry.planned(SearchOptions.from_search(search), dataclasses.replace(context, max_trials=cap or None))
     return min(total, cap) if cap else total
 
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from hpsearch.analysis.report.figures import fmt
 from hpsearch.analysis.report.page import escape
+from hpsearch.analysis.report.plotting import fmt
 
 # Scripts and styles from this server only (plotly.js needs eval for its WebGL shaders and inline styles
 # for its own elements); no inline script runs, nothing loads from elsewhere, no framing.
@@ -36,7 +36,7 @@ class Section:
     """One part of a page: a title, escaped HTML, and a plotly figure as JSON drawn above it (or None).
     ``live=False``: rendered once, never replaced (a table the page's script drives itself).
 
-    Example: ``Section("history", "Optimization history", "", figure.to_json())``."""
+    Example: ``Section("history", "Optimization history", "", figure_json(figure))``."""
 
     key: str
     title: str

@@ -23,6 +23,7 @@ from hpsearch.analysis.dashboard.layout import Section, View, cell, note, path_o
 from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.data import ReportData, load_report_data
 from hpsearch.analysis.report.page import escape, section_parts
+from hpsearch.analysis.report.plotting import figure_json
 from hpsearch.store import Store
 
 _e = escape
@@ -94,13 +95,13 @@ def study_view(store: Store, name: str, importances: Importances | None = None) 
             if not data.study.objectives or len(data.study.objectives) < 2:
                 continue
             figure = pareto_figure(data)
-            html, plot = (note(figure), None) if isinstance(figure, str) else ("", figure.to_json())
+            html, plot = (note(figure), None) if isinstance(figure, str) else ("", figure_json(figure))
         elif key == "final":
             html, plot = _final_summary(data), None
         else:
             part = parts[key]
             html = (_counts(data) + part.html) if key == "summary" else part.html
-            plot = part.figure.to_json() if part.figure is not None else None
+            plot = figure_json(part.figure) if part.figure is not None else None
         sections.append(Section(key, title, html, plot))
     sections.append(Section("trials", "Trials", _trials_controls(data), live=False))
     return View(f"Study {data.study.name}", sections, [("/", "Studies")])
@@ -181,7 +182,7 @@ def trial_view(store: Store, name: str, number: int) -> View:
     files = [[_e(a["kind"]), cell(a["epoch"]), f"<code>{_e(a['uri'])}</code>", f"<code>{_e(a['sha256'])}</code>"]
              for a in detail["artifacts"]]  # fmt: skip
     figure = metrics_figure(detail["metrics"])
-    curves = (note(figure), None) if isinstance(figure, str) else ("", figure.to_json())
+    curves = (note(figure), None) if isinstance(figure, str) else ("", figure_json(figure))
     sections = [
         Section("trial", "Trial", f'<dl class="summary">{items}</dl>{error}'),
         Section("params", "Parameters", params),
@@ -251,5 +252,5 @@ def _final_job(job: dict[str, Any]) -> Section:
     if exports:
         parts.append(table(["export", "path", "sha256", "bytes"], exports))
     confusion = job["confusion_matrix"]
-    figure = figures.confusion_figure(confusion).to_json() if confusion else None
+    figure = figure_json(figures.confusion_figure(confusion)) if confusion else None
     return Section(f"job-{job['number']}", f"Final job {job['number']}", "".join(parts), figure)

@@ -13,9 +13,11 @@ Example::
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 from hpsearch.space import Param, SearchSpace, Value
@@ -161,6 +163,10 @@ class Axis:
     categories: tuple[Value, ...] = ()
 
 
+_TRIAL_COLUMNS = tuple(f.name for f in fields(TrialInfo))
+_ATTEMPT_COLUMNS = tuple(f.name for f in fields(AttemptInfo))
+
+
 @dataclass(frozen=True)
 class ReportData:
     """One consistent snapshot of a study, everything the report shows. Example: ``data.best.number``."""
@@ -177,17 +183,18 @@ class ReportData:
     final: FinalModel | None
     now: datetime
 
-    @property
+    # Cached (each figure asks; ``dataclasses.replace`` makes a new object, with its own cache).
+    @cached_property
     def by_id(self) -> dict[int, TrialInfo]:
         """Trials by database id (parents of promoted trials are referred to by id)."""
         return {t.id: t for t in self.trials}
 
-    @property
+    @cached_property
     def completed(self) -> list[TrialInfo]:
         """Completed trials with an objective, by number."""
         return [t for t in self.trials if t.state == TrialState.COMPLETED and t.objective is not None]
 
-    @property
+    @cached_property
     def multi_fidelity(self) -> bool:
         """Whether trials ran in rungs (Hyperband, ASHA)."""
         return any(t.rung is not None for t in self.trials)
@@ -207,21 +214,24 @@ def load_report_data(store: Store, study_name: str) -> ReportData:
         12
     """
     study = store.study(study_name)
-    # One transaction: a consistent view of a study that is still running (curves hold finite values only).
-    snapshot = store.snapshot(study)
-    curves = {tid: {e: v for e, v in curve.items() if v is not None} for tid, curve in snapshot.curves.items()}
-    trials, attempts, workers = snapshot.trials, snapshot.attempts, snapshot.workers
+    # One transaction: a consistent view of a study that is still running (curves hold finite values only),
+    # the store's one definition of "best" included. Only the columns shown, as tuples: building records
+    # field by field took most of a second at 10,000 trials.
+    rows = store.snapshot_rows(study, _TRIAL_COLUMNS, _ATTEMPT_COLUMNS)
+    curves: dict[int, dict[int, float]] = {}
+    for trial_id, epoch, value in rows.curves:
+        curves.setdefault(trial_id, {})[epoch] = value
     space = SearchSpace(study.space)
-    best = store.best_trial(study)  # the one definition of "best", looked up in the snapshot
-    infos = [_copy(TrialInfo, t) for t in trials]
+    infos = [TrialInfo(*row) for row in rows.trials]
+    states = Counter(t.state for t in infos)
     return ReportData(
         study=_copy(StudyInfo, study),
         trials=infos,
         curves=curves,
-        attempts=[_copy(AttemptInfo, a) for a in attempts],
-        workers={i: _copy(WorkerInfo, w) for i, w in workers.items()},
-        counts={state.value: sum(t.state == state for t in infos) for state in TrialState},
-        best=next((t for t in infos if best is not None and t.id == best.id), None),
+        attempts=[AttemptInfo(*row) for row in rows.attempts],
+        workers={i: _copy(WorkerInfo, w) for i, w in rows.workers.items()},
+        counts={state.value: states[state.value] for state in TrialState},
+        best=next((t for t in infos if t.id == rows.best_id), None),
         space=space,
         axes=axes(space.params, infos),
         final=_final_model(store, study.id),

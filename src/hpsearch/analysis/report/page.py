@@ -20,8 +20,8 @@ from typing import Any
 
 from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.data import FinalModel, ReportData
-from hpsearch.analysis.report.figures import fmt
 from hpsearch.analysis.report.importance import parameter_importances
+from hpsearch.analysis.report.plotting import Figure, fmt
 
 # The browser may run the inline scripts (plotly.js compiles WebGL shaders with `new Function`, hence
 # 'unsafe-eval') and show data/blob images, and nothing else: no request ever leaves the page.
@@ -79,10 +79,11 @@ _SECTIONS = (
 @dataclass(frozen=True)
 class Part:
     """A section's content: escaped HTML, and the plotly figure drawn above it (None: the HTML alone).
-    Example: ``section_parts(data)["history"].figure`` is a plotly figure, or None with a note in ``html``."""
+    Example: ``section_parts(data)["history"].figure`` is a figure dict (:data:`~.plotting.Figure`), or None with
+    a note in ``html``."""
 
     html: str = ""
-    figure: Any = None
+    figure: Figure | None = None
 
 
 def section_parts(
@@ -189,13 +190,23 @@ def _params_html(params: dict[str, Any]) -> str:
     return ", ".join(f"<code>{_e(k)}={_e(fmt(v))}</code>" for k, v in params.items()) or "(none)"
 
 
-def _figure_html(figure: Any, div_id: str) -> str:
+def _figure_html(figure: Figure, div_id: str) -> str:
     """The figure's div and the inline script that draws it. Plotly writes "<", ">" and "/" in the figure's
     JSON as \\u escapes, so no string in it (parcoords tick labels are unescaped) can close the script;
     checked here so that a plotly that stopped doing so fails loudly instead of emitting a broken page."""
+    import plotly.io as pio
+
+    # validate=False: the figures are plain dicts already checked by the tests; validating 10,000 points
+    # took most of a second.
     text = str(
-        figure.to_html(
-            full_html=False, include_plotlyjs=False, div_id=div_id, config=_PLOTLY_CONFIG, default_width="100%"
+        pio.to_html(
+            figure,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=div_id,
+            config=_PLOTLY_CONFIG,
+            default_width="100%",
+            validate=False,
         )
     )
     opening = text.index(">", text.index("<script")) + 1
