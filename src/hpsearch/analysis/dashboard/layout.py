@@ -99,8 +99,9 @@ def _data_island(text: str) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def render(view: View, live_url: str, etag: str, token_note: str = "") -> str:
-    """The whole page. ``live_url`` answers :func:`live_payload` JSON for ``If-None-Match: etag``.
+def render(view: View, live_url: str, etag: str, token_note: str = "", payload: str | None = None) -> str:
+    """The whole page. ``live_url`` answers :func:`live_payload` JSON for ``If-None-Match: etag``;
+    ``payload``: that JSON when the caller has it already.
 
     Example: ``render(view, "/live/workers", '"1f"')``."""
     crumbs = " / ".join(f'<a href="{escape(href)}">{escape(text)}</a>' for href, text in view.crumbs)
@@ -129,7 +130,7 @@ def render(view: View, live_url: str, etag: str, token_note: str = "") -> str:
 <main>
 {"".join(sections)}
 </main>
-<script type="application/json" id="hp-initial">{_data_island(live_payload(view))}</script>
+<script type="application/json" id="hp-initial">{_data_island(payload or live_payload(view))}</script>
 </body>
 </html>
 """
