@@ -69,8 +69,8 @@ def test_run_again_resumes_the_same_study(tmp_path: Path) -> None:
     assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
     again = hpsearch("run", str(path), cwd=tmp_path, db=db)
     assert again.returncode == 0, again.stderr
-    assert "resumed" in again.stdout
-    assert table_count(db, "trials") == 2
+    assert "study tiny is already completed" in again.stdout  # the same study, and no worker started for it
+    assert table_count(db, "trials") == 2 and table_count(db, "workers") == 1
 
 
 def test_default_database_is_hpsearch_db_in_the_working_directory(tmp_path: Path) -> None:

@@ -158,3 +158,55 @@ def test_version() -> None:
         [sys.executable, "-m", "hpsearch", "--version"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and result.stdout.strip() == f"hpsearch {__version__}"
+
+
+def test_tensorflow_start_up_logs_stay_quiet_even_with_debug(tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "HPSEARCH_DB")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "--debug",
+            "study",
+            "create",
+            str(path),
+            "--db",
+            f"sqlite:///{tmp_path}/q.db",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tensorflow/" not in result.stderr and "cuda" not in result.stderr.lower(), result.stderr
+
+
+def test_a_worker_started_under_nohup_still_stops_on_sigint(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'nohup.db'}"
+    assert hpsearch("db", "upgrade", cwd=tmp_path, db=db).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "worker", "--db", db],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # what nohup ... & leaves
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not table_count(db, "workers"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the worker never registered"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "worker stopped (interrupted)" in stderr
+    assert [w.state for w in rows(db, "SELECT state FROM workers")] == ["STOPPED"]

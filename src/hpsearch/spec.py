@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from hpsearch.errors import SpecError
 from hpsearch.limits import NAME_MAX, SEED_MAX
+from hpsearch.spec_errors import spec_error  # every error of a file, each on its line, with hints
 from hpsearch.strategies.options import SearchOptions
 from hpsearch.strategies.registry import algorithm as registered_algorithm
 from hpsearch.strategies.registry import algorithms as registered_algorithms
@@ -411,35 +412,12 @@ class StudySpec(_Strict):
     automl: AutomlSection | None = None
 
 
-# pydantic puts a union member's label into the path (study.objective.Objective); the file has none.
-_UNION_LABELS = ("Objective", "list[Objective]")
-
-
-def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # The parameter tag too: space.lr.float.min is space.lr.min in the file.
-    if len(loc) > 2 and loc[0] == "space" and loc[2] in ("int", "float", "choice", "boolean", "fixed"):
-        loc = loc[:2] + loc[3:]
-    return tuple(part for part in loc if part not in _UNION_LABELS)
-
-
-def _lookup(data: Any, path: tuple[Any, ...]) -> Any:
-    for key in path:
-        if isinstance(data, str) and key == "name":  # objective = "val_loss" stands for { name = "val_loss" }
-            return data
-        try:
-            data = data[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 def validate_spec(data: dict[str, Any], source: str) -> StudySpec:
-    """Validate parsed TOML; a failure raises one SpecError naming the field path and its value."""
+    """Validate parsed TOML; a failure raises one SpecError naming the field path and its value (its ``also``
+    holds the file's other errors, each the same way)."""
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        from hpsearch.spec_errors import spec_error  # every error, each on its line, with hints
-
         raise spec_error(exc.errors(), data, source, StudySpec) from None
     if spec.automl is not None and spec.study.hypermodel is not None:
         raise SpecError(

@@ -36,11 +36,31 @@ KERAS_TUNER_HABITS = {
 }
 
 
+# pydantic puts a union member's label into the path (study.objective.Objective); the file has none.
+_UNION_LABELS = ("Objective", "list[Objective]")
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # The parameter tag too: space.lr.float.min is space.lr.min in the file.
+    if len(loc) > 2 and loc[0] == "space" and loc[2] in ("int", "float", "choice", "boolean", "fixed"):
+        loc = loc[:2] + loc[3:]
+    return tuple(part for part in loc if part not in _UNION_LABELS)
+
+
+def _lookup(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        if isinstance(data, str) and key == "name":  # objective = "val_loss" stands for { name = "val_loss" }
+            return data
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
 def spec_error(errors: Sequence[Any], data: Any, source: str, root: type[BaseModel]) -> SpecError:
     """One SpecError for pydantic's ``errors``: its where/what is the first error (the deepest complaint about
     the first field at fault), and ``also`` holds the others, one per field."""
-    from hpsearch.spec import _field_path
-
     paths = [_field_path(tuple(e["loc"])) for e in errors]
     # A union reports every member's complaint about one field (the whole value, then the very element at
     # fault): keep, per field, the deepest complaint only.
@@ -59,8 +79,6 @@ def spec_error(errors: Sequence[Any], data: Any, source: str, root: type[BaseMod
 
 
 def _what(error: Any, path: tuple[Any, ...], data: Any, root: type[BaseModel]) -> str:
-    from hpsearch.spec import _lookup
-
     dotted = ".".join(map(str, path))
     if error["type"] == "missing":
         return "required field is missing"

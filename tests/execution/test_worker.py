@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from hpsearch.api import create_study
 from hpsearch.control.coordinator import Coordinator
+from hpsearch.errors import UserCodeError
 from hpsearch.execution.training import sha256_of
 from hpsearch.execution.worker import Worker
 from hpsearch.store import Store, StudyState, TrialState
@@ -216,21 +217,26 @@ def test_with_checkpoint_seconds_training_that_ends_early_checkpoints_the_epoch_
     assert checkpoint.epoch == 2 and Path(checkpoint.uri).is_file()
 
 
-@pytest.mark.parametrize(
-    ("build", "error"),
-    [
-        ("build_nan", "nan loss at epoch 1"),
-        ("build_wrong_metric", "objective 'val_accuracy' is not logged by the model"),
-    ],
-)
-def test_failing_trials_are_recorded_and_the_worker_goes_on(
-    store: Store, tmp_path: Path, build: str, error: str
-) -> None:
-    path = write_tiny_study(tmp_path, extra_module=FAULTS, build=build, max_trials=2, max_epochs=2)
+def test_failing_trials_are_recorded_and_the_worker_goes_on(store: Store, tmp_path: Path) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, build="build_nan", max_trials=2, max_epochs=2)
     assert run_study(store, path, tmp_path / "artifacts") == 2
     trials = store.trials(store.study("tiny").id)
     assert [t.state for t in trials] == [TrialState.FAILED, TrialState.FAILED]
-    assert all(error in (t.error or "") for t in trials), [t.error for t in trials]
+    assert all("nan loss at epoch 1" in (t.error or "") for t in trials), [t.error for t in trials]
+
+
+def test_an_unlogged_objective_is_refused_at_creation_else_fails_the_study_at_the_first_trial(
+    store: Store, tmp_path: Path
+) -> None:
+    path = write_tiny_study(tmp_path, extra_module=FAULTS, build="build_wrong_metric", max_trials=2, max_epochs=2)
+    with pytest.raises(UserCodeError, match="'val_accuracy' is not logged by the model"):
+        create_study(path, store=store, artifacts=tmp_path / "artifacts")
+    # A [fit] callback may log anything: creation cannot know, so the first trial finds out, and fails the study.
+    with_run_and_callbacks(path, "", '{ name = "tiny.py:StopAfterEpoch", epoch = 5 }')
+    assert run_study(store, path, tmp_path / "artifacts") == 1
+    study = store.study("tiny")
+    assert study.state == "FAILED" and "objective 'val_accuracy' is not logged" in (study.message or "")
+    assert [t.state for t in store.trials(study.id)] == [TrialState.FAILED, TrialState.QUEUED]
 
 
 def test_a_child_crash_is_retried_then_failed_without_stopping_the_worker(store: Store, tmp_path: Path) -> None:

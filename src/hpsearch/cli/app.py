@@ -15,6 +15,11 @@ from rich.console import Console
 
 from hpsearch.errors import HpsearchError
 
+# Before anything imports TensorFlow (a hypermodel at creation, a worker's fork server, `promote --local`), in
+# every command, --debug too: its C++ start-up chatter (CUDA probing, CPU features) would bury the output.
+# Child processes inherit it; a user who wants those logs sets TF_CPP_MIN_LOG_LEVEL=0.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search and AutoML for Keras 3.")
 study_app = typer.Typer(no_args_is_help=True, help="Create, stop and resume studies.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -68,9 +73,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Entry point: one line per error, exit 2 for bad input, tracebacks only with --debug."""
-    if "--debug" not in sys.argv[1:]:
-        # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) would bury the one error line.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Batch schedulers and Kubernetes stop with SIGTERM: clean up as on Ctrl-C (trials go back to the queue).
     # SIGINT too, explicitly: a process started with `nohup ... &` inherits SIG_IGN for it, which Python keeps.
     signal.signal(signal.SIGTERM, _interrupt)
