@@ -174,3 +174,14 @@ def test_workers_zero_with_two_separate_workers(db_url: str, tmp_path: Path) -> 
     assert all(worker.returncode == 0 for worker in workers)
     status = subprocess.run([sys.executable, "-m", "hpsearch", "status"], env=env, capture_output=True, text=True)
     assert "cluster" in status.stdout
+    # The analysts' view of the same study: the report a study file's study gets.
+    page = tmp_path / "report.html"
+    report = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "report", "cluster", "-o", str(page)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert report.returncode == 0, report.stderr
+    text = page.read_text()
+    assert "cluster" in text and "Plotly.newPlot" in text
