@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import hpsearch
-from hpsearch.api import reference
 from hpsearch.errors import UsageError
 from hpsearch.records import NewTrial
+from hpsearch.references import reference
 from hpsearch.store import Store, TrialState
 
 from .conftest import write_tiny_study

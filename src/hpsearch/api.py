@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.paths import artifact_path, ensure_writable_root
+from hpsearch.references import reference
 from hpsearch.spec import StudySpec, load_spec, validate_spec
 from hpsearch.store import Store, StudyState, TrialState, open_store
 
@@ -328,28 +329,6 @@ def _spec_of(
         raw["study"] |= {k: reference(v) for k, v in (("hypermodel", hypermodel), ("data", data)) if v is not None}
         parsed = validate_spec(raw, str(path))
     return path, parsed
-
-
-def reference(target: Callable[..., Any] | str) -> str:
-    """``module:name`` for an importable function or class, ``/abs/script.py:name`` for one of the running
-    script (``__main__``); strings pass through.
-
-    >>> reference(os.path.join)
-    'posixpath:join'
-    """
-    if isinstance(target, str):
-        return target
-    module, name = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
-    if not module or not name.isidentifier():  # a lambda, a nested function, a bound method
-        raise UsageError(repr(target), "must be a module-level function or class (workers import it by name)")
-    if module == "__main__":
-        main_file = getattr(sys.modules["__main__"], "__file__", None)
-        if main_file is None:
-            raise UsageError(
-                f"{name}", "is defined in an interactive session; put it in a .py file (or use hpsearch.keras_tuner)"
-            )
-        return f"{Path(main_file).resolve()}:{name}"
-    return f"{module}:{name}"
 
 
 def wait_for(study: Study, poll_seconds: float = 1.0, on_tick: Callable[[], None] | None = None) -> str:

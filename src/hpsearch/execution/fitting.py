@@ -44,6 +44,10 @@ MODEL_FIT_PARAMETERS = (
     "class_weight",
     "sample_weight",
     "initial_epoch",
+    "steps_per_epoch",
+    "validation_steps",
+    "validation_batch_size",
+    "validation_freq",
 )
 _COLLISION = re.compile(r"got multiple values for (?:keyword )?argument '(\w+)'")
 

@@ -3,9 +3,6 @@ what the loader returns. Importing a hypermodel imports keras; loading data does
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpsearch.errors import UserCodeError
+from hpsearch.references import load_object
 
 if TYPE_CHECKING:
     from hpsearch.spec import StudySpec
@@ -36,44 +34,6 @@ class Split:
 
 
 Dataset = dict[str, Split]
-
-
-def load_object(ref: str, base_dir: str | Path) -> Any:
-    """Resolve ``file.py:name`` (relative to ``base_dir``) or ``package.module:name``."""
-    target, _, attribute = ref.rpartition(":")
-    base = Path(base_dir)
-    try:
-        if target.endswith(".py"):
-            path = (base / target).resolve()
-            if not path.is_file():
-                raise UserCodeError(ref, f"no such file {path}")
-            module_name = f"hpsearch_user.{path.stem}_{abs(hash(str(path))) % 10**8}"
-            module = sys.modules.get(module_name)
-            if module is None:
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                # Siblings of the study's python file import each other as in a script.
-                if str(path.parent) not in sys.path:
-                    sys.path.insert(0, str(path.parent))
-                sys.modules[module_name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[module_name]
-                    raise
-        else:
-            if str(base) not in sys.path:
-                sys.path.insert(0, str(base))
-            module = importlib.import_module(target)
-    except UserCodeError:
-        raise
-    except (Exception, SystemExit) as exc:  # a script's sys.exit() must not end hpsearch with no word
-        raise UserCodeError(ref, f"import failed: {type(exc).__name__}: {exc}") from exc
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise UserCodeError(ref, f"{target} has no attribute {attribute!r}") from None
 
 
 def load_hypermodel(ref: str, base_dir: str | Path) -> Any:

@@ -18,8 +18,6 @@ or class returning one.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import random
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import UserCodeError
+from hpsearch.references import load_object
 from hpsearch.space import Value
 from hpsearch.strategies.base import Sampler, Scheduler, StudyContext, TrialView
 from hpsearch.strategies.samplers import OptunaSampler
@@ -37,45 +36,12 @@ _SCHEDULER_KINDS = "a Scheduler (with plan, is_finished and to_stop)"
 
 
 def resolve(ref: str, base_dir: str | Path | None) -> Any:
-    """The object ``ref`` names: ``file.py:name`` (relative to ``base_dir``) or ``package.module:name``.
+    """The object ``ref`` names, resolved as a study's ``hypermodel`` is (:func:`hpsearch.references.load_object`).
 
     >>> resolve("optuna.samplers:RandomSampler", None).__name__  # doctest: +SKIP
     'RandomSampler'
     """
-    target, _, attribute = ref.rpartition(":")
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    try:
-        if target.endswith(".py"):
-            path = (base / target).resolve()
-            if not path.is_file():
-                raise UserCodeError(ref, f"no such file {path}")
-            # The name execution/loading.py gives the same file, so the module is imported once per process.
-            name = f"hpsearch_user.{path.stem}_{abs(hash(str(path))) % 10**8}"
-            module = sys.modules.get(name)
-            if module is None:
-                spec = importlib.util.spec_from_file_location(name, path)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                if str(path.parent) not in sys.path:  # siblings import each other as in a script
-                    sys.path.insert(0, str(path.parent))
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[name]
-                    raise
-        else:
-            if str(base) not in sys.path:
-                sys.path.insert(0, str(base))
-            module = importlib.import_module(target)
-    except UserCodeError:
-        raise
-    except Exception as exc:
-        raise UserCodeError(ref, f"import failed: {type(exc).__name__}: {exc}") from exc
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise UserCodeError(ref, f"{target} has no attribute {attribute!r}") from None
+    return load_object(ref, base_dir)
 
 
 def _is_optuna_sampler(obj: Any) -> bool:
