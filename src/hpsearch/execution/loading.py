@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpsearch.errors import UserCodeError
+from hpsearch.execution.quiet import import_keras_quietly
 from hpsearch.references import load_object
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ Dataset = dict[str, Split]
 
 def load_hypermodel(ref: str, base_dir: str | Path) -> Any:
     """A ``keras_tuner.HyperModel`` for a build function, a HyperModel subclass or instance."""
+    import_keras_quietly()
     import keras_tuner as kt
 
     obj = load_object(ref, base_dir)
@@ -216,6 +218,7 @@ def _feature_shape(x: Inputs) -> Any:
 
 
 def load_dataset(ref: str, base_dir: str | Path) -> Dataset:
+    import_keras_quietly()  # a loader module may import keras: its backend's start-up lines stay quiet
     loader = load_object(ref, base_dir)
     if not callable(loader):
         raise UserCodeError(ref, f"is a {type(loader).__name__}, not a function")

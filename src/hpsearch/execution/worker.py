@@ -52,7 +52,7 @@ class _StudyCache:
 
 
 # What the fork server imports once, before forking any trial (keras: seconds).
-FORK_SERVER_PRELOAD = ["hpsearch.execution.training", "hpsearch.execution.finaljob"]
+FORK_SERVER_PRELOAD = ["hpsearch.execution.preload", "hpsearch.execution.training", "hpsearch.execution.finaljob"]
 
 
 class Worker:
