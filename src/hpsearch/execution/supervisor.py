@@ -5,6 +5,7 @@ differs (how the lease is renewed, what a progress message writes) are two hook 
 
 from __future__ import annotations
 
+import abc
 import signal
 import time
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Ending:
     exit: str = ""
 
 
-class Supervisor:
+class Supervisor(abc.ABC):
     """Runs ``target(task, pipe, stop_event)`` in a child of ``context`` and follows it until it ends.
 
     Subclasses say how to renew the lease (:meth:`beat`) and what a progress message writes (:meth:`receive`).
@@ -78,9 +79,9 @@ class Supervisor:
         self.timeout = timeout
         self.exiting = exiting
 
+    @abc.abstractmethod
     def beat(self) -> Beat:
-        """Renew the lease; say whether to go on."""
-        raise NotImplementedError
+        """Renew the lease; say whether to go on (each kind of run renews its own lease)."""
 
     def receive(self, message: Message) -> bool:
         """Apply one progress message; False when this worker no longer owns the job."""
@@ -88,6 +89,7 @@ class Supervisor:
 
     def started(self) -> None:
         """Called once the child runs (a trial reaps its predecessors' exiting processes here)."""
+        return None
 
     def supervise(self, target: Any, task: Any) -> Ending:
         receiver, sender = self.context.Pipe(duplex=False)

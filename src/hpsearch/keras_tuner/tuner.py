@@ -155,7 +155,9 @@ class Tuner:
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         """Not used: hpsearch's workers run trials (put custom training in ``HyperModel.fit``)."""
-        raise NotImplementedError
+        raise UsageError(
+            f"{type(self).__name__}.run_trial", "hpsearch's workers run trials; put custom training in HyperModel.fit"
+        )
 
     # --- the study --------------------------------------------------------------------------------------------
 
