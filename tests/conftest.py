@@ -15,11 +15,48 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from .pg_guard import ServerState, read_server_state, server_change
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 PG_SERVER = os.environ.get("HPSEARCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REPO = Path(__file__).resolve().parents[1]
+
+
+# The machine's server state when the run started, and the line saying how it changed (tests/pg_guard.py).
+_SERVER_BEFORE = pytest.StashKey[ServerState | None]()
+_SERVER_CHANGE = pytest.StashKey[str]()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The controller reads it once before any worker starts (with or without xdist), so the check spans
+    # the whole run.
+    if not _is_xdist_worker(session.config):
+        session.config.stash[_SERVER_BEFORE] = read_server_state(PG_SERVER)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Runs after every xdist worker has finished; a restarted or reconfigured server fails the run.
+    config = session.config
+    if _is_xdist_worker(config) or _SERVER_BEFORE not in config.stash:
+        return
+    before = config.stash[_SERVER_BEFORE]
+    if before is None:
+        return
+    change = server_change(PG_SERVER, before, read_server_state(PG_SERVER))
+    if change is not None:
+        config.stash[_SERVER_CHANGE] = change
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if _SERVER_CHANGE in config.stash:
+        terminalreporter.write_line(f"FAILED (server check): {config.stash[_SERVER_CHANGE]}", red=True, bold=True)
 
 
 def _admin_engine() -> sa.Engine:
