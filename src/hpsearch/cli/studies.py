@@ -27,10 +27,41 @@ def study_create(
     study_file: Path, db: DbOption = None, artifacts: ArtifactsOption = Path("hpsearch-artifacts")
 ) -> None:
     """Validate a study file, discover its search space and store the study."""
-    study = create_study(study_file, db=db, artifacts=artifacts)
+    url = resolve_url(db)
+    new_database = _is_new_database(url)
+    study = create_study(study_file, db=url, artifacts=artifacts)
+    _say_if_created(url, new_database)
     verb = "created" if study.created else "already exists:"
     parameters = len(study.record.space["space"])
-    out.print(f"study {study.name} {verb} in {mask_url(resolve_url(db))} ({parameters} parameters)")
+    out.print(f"study {study.name} {verb} in {mask_url(url)} ({parameters} parameters)", highlight=False)
+
+
+def _is_new_database(url: str) -> bool:
+    """Whether creating a study here would create the database (an SQLite file, or PostgreSQL's tables)."""
+    from hpsearch.store.db import make_engine, schema_revision
+    from hpsearch.store.urls import sqlite_file
+
+    path = sqlite_file(url)
+    if path is not None:
+        return not path.exists() or path.stat().st_size == 0
+    if url.startswith("sqlite"):
+        return False  # in memory or a URI: nothing the user would look for
+    engine = make_engine(url)
+    try:
+        return schema_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def _say_if_created(url: str, new_database: bool) -> None:
+    # One line, so that a run from another directory (a second, empty hpsearch.db) or a mistyped --db is seen.
+    if not new_database:
+        return
+    from hpsearch.store.urls import sqlite_file
+
+    path = sqlite_file(url)
+    what = f"new database {path}" if path is not None else f"hpsearch tables in {mask_url(url)}"
+    out.print(f"created {what}", highlight=False)
 
 
 def _set_state(name: str, db: str | None, state: StudyState) -> None:
@@ -195,7 +226,9 @@ def run(
 ) -> None:
     """Create (or resume) a study and run it here: the coordinator plus local worker processes."""
     url = resolve_url(db)
+    new_database = _is_new_database(url)
     study = create_study(study_file, db=url, artifacts=artifacts)
+    _say_if_created(url, new_database)
     count = workers or study.record.spec["run"]["workers"]
     if study.state == StudyState.COMPLETED:
         done = study.counts()

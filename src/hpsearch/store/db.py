@@ -16,14 +16,16 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from hpsearch.errors import StoreError, UsageError
+from hpsearch.store.urls import normalise_url
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def resolve_url(url: str | None) -> str:
-    """``--db`` wins, then ``HPSEARCH_DB``, then ``hpsearch.db`` in the working directory."""
-    return url or os.environ.get("HPSEARCH_DB") or DEFAULT_URL
+    """``--db`` wins, then ``HPSEARCH_DB``, then ``hpsearch.db`` in the working directory; a plain path and
+    ``postgres://`` are accepted, an SQLite path is made absolute (see :mod:`hpsearch.store.urls`)."""
+    return normalise_url(url or os.environ.get("HPSEARCH_DB") or DEFAULT_URL)
 
 
 def parse_url(url: str) -> URL:
@@ -220,11 +222,19 @@ def require_schema(engine: Engine) -> None:
         and not engine.url.query.get("uri")
         and not Path(database).exists()
     ):
-        raise StoreError(mask_url(engine.url), "no such database file; run `hpsearch db upgrade` to create it")
+        # Exit 2 and the file's absolute path: usually a forgotten --db or another working directory, not a
+        # missing schema (`hpsearch run` and `study create` make the file).
+        raise UsageError(
+            str(Path(database).absolute()),
+            "no such database file (give --db or set HPSEARCH_DB; `hpsearch run` or `study create` makes one)",
+        )
     current = check_not_newer(engine)
+    if current is None:  # an empty database (PostgreSQL's are made by the DBA): no study was ever created in it
+        raise UsageError(
+            mask_url(engine.url), "no hpsearch tables in this database (`hpsearch run` or `study create` makes them)"
+        )
     if current != head_revision():
-        state = "has no hpsearch schema" if current is None else f"is at schema revision {current}"
-        raise StoreError(mask_url(engine.url), f"database {state}; run `hpsearch db upgrade`")
+        raise StoreError(mask_url(engine.url), f"database is at schema revision {current}; run `hpsearch db upgrade`")
 
 
 def ping(engine: Engine) -> None:

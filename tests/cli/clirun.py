@@ -1,0 +1,32 @@
+"""``hpsearch *argv`` in this process (keras imported once for every test), as tests/test_bad_inputs.py does."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import pytest
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the command line with ``argv``; returns (exit code, stdout, stderr)."""
+    from hpsearch import cli
+
+    saved = sys.argv, logging.root.handlers[:], logging.root.level
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    sys.argv = ["hpsearch", *argv]
+    capsys.readouterr()
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv, logging.root.handlers[:] = saved[0], saved[1]
+        logging.root.setLevel(saved[2])
+        logging.getLogger("hpsearch").setLevel(logging.NOTSET)
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
