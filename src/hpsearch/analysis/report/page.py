@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpsearch.analysis.report import figures
+from hpsearch.analysis.report.curves import curves_figure
 from hpsearch.analysis.report.data import FinalModel, ReportData
 from hpsearch.analysis.report.importance import parameter_importances
 from hpsearch.analysis.report.plotting import Figure, fmt
@@ -99,7 +100,7 @@ def section_parts(
     builders: dict[str, Callable[[ReportData], Any]] = {
         "history": figures.history_figure,
         "parallel": figures.parallel_figure,
-        "curves": figures.curves_figure,
+        "curves": curves_figure,
         "slices": lambda d: figures.slices_figure(d, importances),
         "timeline": figures.timeline_figure,
     }

@@ -16,6 +16,8 @@ Example::
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -70,6 +72,27 @@ def fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def integer_step(low: float, high: float, count: int = 10) -> int:
+    """The tick step for integer data over [low, high]: 1, 2 or 5 times a power of ten (never below 1), giving
+    at most about ``count`` ticks. Example: ``integer_step(0, 3)`` is ``1``; ``integer_step(16, 512)`` is ``50``."""
+    raw = (high - low) / count
+    if raw <= 1:
+        return 1
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+
+
+def integer_axis(values: Iterable[float | None]) -> dict[str, Any]:
+    """Axis settings that put ticks on whole numbers only, for integer data on a linear axis (epochs, trial
+    numbers, integer parameters): plotly's automatic ticks go down to 0.5 or 0.2 over a short range.
+
+    Example: ``integer_axis([1, 2, 3])`` is ``{"tick0": 0, "dtick": 1}``."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {}
+    return {"tick0": 0, "dtick": integer_step(min(present), max(present))}
 
 
 def figure_layout(traces: list[dict[str, Any]], height: int, **layout: Any) -> Figure:
