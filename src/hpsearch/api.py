@@ -221,6 +221,40 @@ class Study:
         if artifacts:
             shutil.rmtree(artifact_path(record.artifact_root, record.name), ignore_errors=True)
 
+    def rename(self, new_name: str) -> None:
+        """Rename the study (no trial or final job may be running). Its files move from ``<root>/<old>`` to
+        ``<root>/<new>`` and the stored artifact paths follow, so checkpoints and models stay reachable; this
+        handle follows the new name.
+
+        >>> load_study("mnist").rename("mnist-v1")  # doctest: +SKIP
+        """
+        from hpsearch.spec import _STUDY_NAME
+
+        if not _STUDY_NAME.match(new_name):
+            raise UsageError(
+                f"study name {new_name!r}",
+                "must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            )
+        record = self.record
+        if new_name == record.name:
+            raise UsageError(f"study {new_name}", "already has that name")
+        old_dir = artifact_path(record.artifact_root, record.name)
+        new_dir = artifact_path(record.artifact_root, new_name)
+        move = old_dir.exists()
+        if move and new_dir.exists():
+            raise UsageError(str(new_dir), "already exists; move it away or choose another name")
+        # The directory moves first (one rename(2), atomic) and moves back if the database refuses, so the rows
+        # never name files that are not there.
+        if move:
+            old_dir.rename(new_dir)
+        try:
+            self.store.rename_study(record.id, new_name, str(old_dir), str(new_dir))
+        except BaseException:
+            if move:
+                new_dir.rename(old_dir)
+            raise
+        self.name = new_name
+
     # --- results ---------------------------------------------------------------------------------------------
 
     def promote(

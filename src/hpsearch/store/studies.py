@@ -142,6 +142,45 @@ class Studies(Database):
         with self.session() as session:
             session.execute(delete(Study).where(Study.id == study_id))
 
+    def rename_study(
+        self, study_id: int, new_name: str, old_dir: str | None = None, new_dir: str | None = None
+    ) -> None:
+        """Rename a study that has no running trial or final job; a name in use is refused. Artifact URIs under
+        ``old_dir`` are rewritten to lie under ``new_dir`` (the caller moves the directory), so checkpoints and
+        exported models stay reachable. The stored spec takes the new name too, so that the study file, edited
+        to the new name, is still the same study. Example: ``store.rename_study(1, "mnist-v2")``."""
+        from hpsearch.store.models import Artifact, FinalJob, Trial, TrialState
+
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            assert study is not None
+            if session.scalar(select(Study.id).where(Study.name == new_name)) is not None:
+                raise UsageError(f"study {new_name}", "already exists; choose another name")
+            # Running trials and final jobs write under the old directory and name: rename a quiet study only.
+            busy = [
+                what
+                for what, query in (
+                    ("trial", select(Trial.id).where(Trial.study_id == study_id, Trial.state == TrialState.RUNNING)),
+                    (
+                        "final job",
+                        select(FinalJob.id).where(FinalJob.study_id == study_id, FinalJob.state == TrialState.RUNNING),
+                    ),
+                )
+                if session.scalar(query.limit(1)) is not None
+            ]
+            if busy:
+                raise UsageError(
+                    f"study {study.name}", f"a {busy[0]} is running; `hpsearch study stop` it, wait, then rename"
+                )
+            spec = dict(study.spec)
+            spec["study"] = {**spec.get("study", {}), "name": new_name}
+            study.name, study.spec = new_name, spec
+            if old_dir is not None and new_dir is not None:
+                prefix = old_dir.rstrip("/") + "/"
+                for artifact in session.scalars(select(Artifact).where(Artifact.study_id == study_id)):
+                    if artifact.uri.startswith(prefix):
+                        artifact.uri = new_dir.rstrip("/") + "/" + artifact.uri[len(prefix) :]
+
     @retrying
     def extend_space(self, study_id: int, entries: Sequence[dict[str, Any]]) -> None:
         """Add parameters first declared outside ``build`` (in a HyperModel's ``fit``) to the space."""
