@@ -4,12 +4,14 @@ data loader knows them. Checked on the figures' artists (colours, widths, tick v
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
+from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.curves import BEST_WIDTH, LEGEND_TRIALS, curves_figure
-from hpsearch.analysis.report.data import ReportData, load_report_data
+from hpsearch.analysis.report.data import Axis, ReportData, TrialInfo, axes, load_report_data
+from hpsearch.space import SearchSpace
 from hpsearch.store import Store, StudyRecord
 
 from .test_report import hb_report  # noqa: F401 (a fixture)
@@ -79,3 +81,72 @@ def test_learning_curves_of_many_trials_name_them_in_a_colour_bar(
     assert len(bars) == 1 and bars[0]["marker"]["colorbar"]["title"]["text"] == "trial #"
     numbers = [t.number for t in big.trials if big.curves.get(t.id)]
     assert (bars[0]["marker"]["cmin"], bars[0]["marker"]["cmax"]) == (min(numbers), max(numbers))
+
+
+def _with_integer_params(data: ReportData) -> ReportData:
+    """``data`` with three integer parameters: layers 1-3, units 16-320 and batch 8-256 on a log scale."""
+    trials = [
+        replace(t, params={**t.params, "layers": 1 + t.number % 3, "units": 16 * (1 + t.number * 7 % 20),
+                           "batch": 2 ** (3 + t.number % 6)})
+        for t in data.trials
+    ]  # fmt: skip
+    integers = [
+        Axis("layers", numeric=True, integer=True),
+        Axis("units", numeric=True, integer=True),
+        Axis("batch", numeric=True, log=True, integer=True),
+    ]
+    best = next((t for t in trials if data.best is not None and t.id == data.best.id), None)
+    return replace(data, trials=trials, axes=[*data.axes, *integers], best=best)
+
+
+def _whole(values: list) -> bool:
+    return all(float(v) == int(float(v)) for v in values)
+
+
+def test_an_int_parameter_is_an_integer_axis() -> None:
+    space = SearchSpace(
+        {
+            "space": [
+                {"class_name": "Int", "config": {"name": "units", "min_value": 16, "max_value": 512, "step": 16,
+                                                 "sampling": "linear", "conditions": []}},
+                {"class_name": "Float", "config": {"name": "lr", "min_value": 1e-4, "max_value": 1e-1,
+                                                   "step": None, "sampling": "log", "conditions": []}},
+            ],
+            "values": {},
+        }
+    )  # fmt: skip
+    base = dict.fromkeys(f.name for f in fields(TrialInfo))
+    trials = [
+        TrialInfo(**{**base, "number": i, "params": {"units": 16 * (i + 1), "lr": 10.0 ** -(i + 1), "seed": i}})
+        for i in range(3)
+    ]
+    found = {a.name: a for a in axes(space.params, trials)}
+    assert found["units"].integer and not found["lr"].integer
+    assert found["seed"].integer  # known only from the trials, every value an int
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_integer_parameters_get_whole_number_ticks_in_every_figure(
+    hb_report: tuple[Store, StudyRecord],  # noqa: F811
+) -> None:
+    store, study = hb_report
+    data = _with_integer_params(load_report_data(store, study.name))
+    parallel = figures.parallel_figure(data)
+    assert not isinstance(parallel, str)
+    dimensions = {d["label"]: d for d in parallel["data"][0]["dimensions"]}
+    assert dimensions["layers"]["ticktext"] == ["1", "2", "3"]  # not 1, 1.5, 2, 2.5, 3
+    assert _whole(dimensions["layers"]["tickvals"]) and _whole(dimensions["units"]["ticktext"])
+    assert _whole(dimensions["units"]["tickvals"]) and len(dimensions["units"]["tickvals"]) >= 3
+    batch = dimensions["batch (log)"]  # log10 positions of whole numbers
+    pairs = zip(batch["tickvals"], batch["ticktext"], strict=True)
+    assert _whole(batch["ticktext"]) and all(abs(10**p - int(t)) < 1e-6 for p, t in pairs)
+    slices = figures.slices_figure(data, {"layers": 1.0, "units": 0.5, "batch": 0.2})
+    assert not isinstance(slices, str)
+    assert [a["text"] for a in slices["layout"]["annotations"]] == ["layers", "units", "batch"]
+    xaxes = [slices["layout"][k] for k in ("xaxis", "xaxis2", "xaxis3")]
+    for xaxis in xaxes[:2]:  # linear: ticks every whole step from 0
+        assert xaxis["tick0"] == 0 and isinstance(xaxis["dtick"], int) and xaxis["dtick"] >= 1
+    assert xaxes[0]["dtick"] == 1
+    assert xaxes[2]["type"] == "log" and _whole(xaxes[2]["tickvals"]) and len(xaxes[2]["tickvals"]) >= 2
+    history = figures.history_figure(data)
+    assert not isinstance(history, str) and history["layout"]["xaxis"]["dtick"] >= 1  # trial numbers

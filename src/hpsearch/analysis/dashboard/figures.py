@@ -13,7 +13,7 @@ from typing import Any
 
 from hpsearch.analysis.pareto import pareto_front
 from hpsearch.analysis.report.data import ReportData
-from hpsearch.analysis.report.plotting import Figure, figure_layout, fmt, plotly_text
+from hpsearch.analysis.report.plotting import Figure, figure_layout, fmt, integer_axis, plotly_text
 
 
 def pareto_figure(data: ReportData) -> Figure | str:
@@ -62,7 +62,5 @@ def metrics_figure(metrics: dict[str, list[list[Any]]]) -> Figure | str:
          "name": plotly_text(name)}
         for name, points in metrics.items()
     ]  # fmt: skip
-    xaxis: dict[str, Any] = {"title": {"text": "epoch"}}
-    if max(p[0] for points in metrics.values() for p in points) <= 20:
-        xaxis["dtick"] = 1
+    xaxis: dict[str, Any] = {"title": {"text": "epoch"}, **integer_axis(p[0] for ps in metrics.values() for p in ps)}
     return figure_layout(traces, 380, xaxis=xaxis)

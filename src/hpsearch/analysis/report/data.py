@@ -152,15 +152,18 @@ class FinalModel:
 
 @dataclass(frozen=True)
 class Axis:
-    """One parameter as the figures show it: numeric (optionally log-scaled) or categorical.
+    """One parameter as the figures show it: numeric (optionally log-scaled, optionally integer: ticks on whole
+    numbers only) or categorical.
 
-    Example: ``Axis("lr", numeric=True, log=True)``; ``Axis("act", numeric=False, categories=("relu", "tanh"))``.
+    Example: ``Axis("lr", numeric=True, log=True)``; ``Axis("units", numeric=True, integer=True)``;
+    ``Axis("act", numeric=False, categories=("relu", "tanh"))``.
     """
 
     name: str
     numeric: bool
     log: bool = False
     categories: tuple[Value, ...] = ()
+    integer: bool = False
 
 
 _TRIAL_COLUMNS = tuple(f.name for f in fields(TrialInfo))
@@ -301,7 +304,9 @@ def axes(params: Sequence[Param], trials: Sequence[TrialInfo]) -> list[Axis]:
         if param is not None:
             numeric = param.kind in ("int", "float") and numeric
         if numeric:
-            result.append(Axis(name, numeric=True, log=bool(param and param.log)))
+            # Declared "int", or (known only from the trials) every value an int.
+            integer = param.kind == "int" if param is not None else all(isinstance(v, int) for v in values)
+            result.append(Axis(name, numeric=True, log=bool(param and param.log), integer=integer))
             continue
         known: list[Value] = []
         if param is not None and param.kind in ("choice", "boolean"):

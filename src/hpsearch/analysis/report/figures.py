@@ -24,7 +24,16 @@ from functools import cache
 from typing import Any
 
 from hpsearch.analysis.report.data import Axis, ReportData, TrialInfo
-from hpsearch.analysis.report.plotting import Figure, colorscale, figure_layout, fmt, plotly_text, title
+from hpsearch.analysis.report.plotting import (
+    Figure,
+    colorscale,
+    figure_layout,
+    fmt,
+    integer_axis,
+    integer_ticks,
+    plotly_text,
+    title,
+)
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")
 _STATE_COLORS = {
@@ -99,7 +108,8 @@ def history_figure(data: ReportData) -> Figure | str:
             "line": {"color": _COLORS[3], "shape": "hv"},
         }
     )
-    return figure_layout(traces, 420, xaxis=title("trial number"), yaxis=title(objective))
+    xaxis = {**title("trial number"), **integer_axis(t.number for t in data.trials)}
+    return figure_layout(traces, 420, xaxis=xaxis, yaxis=title(objective))
 
 
 def _numeric(value: Any, log: bool) -> float | None:
@@ -121,9 +131,14 @@ def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
     return [round(k * step, 12) for k in range(first, math.floor(high / step + 1e-9) + 1)]
 
 
-def _ticks(low: float, high: float, log: bool) -> tuple[list[float], list[str]]:
+def _ticks(low: float, high: float, log: bool, integer: bool = False) -> tuple[list[float], list[str]]:
     """Tick positions and labels for a numeric parallel-coordinates axis (a log axis holds log10 values:
-    ticks at 1, 2 and 5 times powers of ten, or powers of ten alone over many decades)."""
+    ticks at 1, 2 and 5 times powers of ten, or powers of ten alone over many decades). An integer parameter
+    gets ticks on whole numbers only (plotly's own or these nice ticks would put some at 2.5 or 0.5)."""
+    if integer:
+        values = integer_ticks(10**low, 10**high, log=True) if log else integer_ticks(low, high)
+        positions = [math.log10(v) for v in values] if log else [float(v) for v in values]
+        return positions, [str(v) for v in values]
     if not log:
         positions = _nice_ticks(low, high)
         return positions, [fmt(p) for p in positions]
@@ -133,7 +148,7 @@ def _ticks(low: float, high: float, log: bool) -> tuple[list[float], list[str]]:
     positions = [p for p in positions if low - 1e-9 <= p <= high + 1e-9]
     if len(positions) < 2:
         positions = [math.log10(v) for v in _nice_ticks(10**low, 10**high) if v > 0]
-    return positions, [f"{10**p:.3g}" for p in positions]
+    return positions, [fmt(10**p) for p in positions]
 
 
 def _dimension(axis: Axis, values: Sequence[Any]) -> dict[str, Any]:
@@ -157,7 +172,7 @@ def _dimension(axis: Axis, values: Sequence[Any]) -> dict[str, Any]:
     present = [n for n in numbers if n is not None]
     low, high = (min(present), max(present)) if present else (0.0, 1.0)
     dimension: dict[str, Any] = {"label": label + (" (log)" if axis.log else "")}
-    positions, labels = _ticks(low, high, axis.log)
+    positions, labels = _ticks(low, high, axis.log, axis.integer)
     if missing:
         fill = low - 0.15 * ((high - low) or 1.0)
         positions, labels = [fill, *positions], [_INACTIVE, *labels]
@@ -248,6 +263,11 @@ def slices_figure(data: ReportData, importances: dict[str, float] | None) -> Fig
         if axis.numeric:
             xs: list[Any] = [t.params[axis.name] for t in shown]
             xaxis["type"] = "log" if axis.log else "linear"
+            if axis.integer and xs and not axis.log:
+                xaxis.update(integer_axis(xs))
+            elif axis.integer and xs:  # a log axis takes tick values as values, not exponents
+                ticks = integer_ticks(min(xs), max(xs), log=True)
+                xaxis.update(tickvals=ticks, ticktext=[str(v) for v in ticks])
         else:
             xs = [plotly_text(fmt(t.params[axis.name])) for t in shown]
             order = [plotly_text(fmt(c)) for c in axis.categories]

@@ -84,6 +84,29 @@ def integer_step(low: float, high: float, count: int = 10) -> int:
     return int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
 
 
+def integer_ticks(low: float, high: float, log: bool = False) -> list[int]:
+    """Whole-number tick values within [low, high]: multiples of :func:`integer_step`, or on a log axis 1, 2
+    and 5 times powers of ten (powers of ten alone over more than three decades), always at least the ends.
+
+    Example: ``integer_ticks(1, 3)`` is ``[1, 2, 3]``; ``integer_ticks(16, 512, log=True)`` is
+    ``[20, 50, 100, 200, 500]``."""
+    if high < low:
+        low, high = high, low
+    if not log:
+        step = integer_step(low, high)
+        first = math.ceil(low / step) * step
+        ticks = list(range(int(first), math.floor(high) + 1, step))
+    else:
+        top = max(high, 1.0)
+        mantissas = (1,) if math.log10(top) - math.log10(max(low, 1.0)) > 3 else (1, 2, 5)
+        ticks = [m * 10**k for k in range(math.floor(math.log10(top)) + 1) for m in mantissas]
+        ticks = [t for t in ticks if low <= t <= high]
+    if len(ticks) < 2:  # a narrow range: its own ends (rounded inwards)
+        ticks = sorted({math.ceil(low), math.floor(high)} | set(ticks))
+        ticks = [t for t in ticks if low <= t <= high] or [round(low)]
+    return ticks
+
+
 def integer_axis(values: Iterable[float | None]) -> dict[str, Any]:
     """Axis settings that put ticks on whole numbers only, for integer data on a linear axis (epochs, trial
     numbers, integer parameters): plotly's automatic ticks go down to 0.5 or 0.2 over a short range.
