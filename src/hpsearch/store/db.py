@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +156,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout = 60000")
         cursor.execute("PRAGMA foreign_keys = ON")
         if engine.url.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -162,6 +164,23 @@ def _configure_sqlite(engine: Engine) -> None:
         # Every transaction takes the write lock up front: a claim is then atomic across processes,
         # and no reader-turned-writer deadlocks on a lock upgrade (SQLite answers those with BUSY at once).
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _set_wal(cursor: Any, patience: float = 60.0) -> None:
+    """Switch the file to WAL, waiting up to ``patience`` seconds (the busy timeout) for other connections.
+
+    Why a loop: SQLite answers a journal-mode change that meets another connection's lock with "database is
+    locked" at once, without calling the busy handler, so two processes opening one fresh file together (two
+    `hpsearch run`) had one of them fail. Once the file is in WAL the statement takes no lock and passes."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _alembic_config(engine_connection: Any) -> Config:
@@ -192,10 +211,15 @@ def head_revision() -> str:
 
 
 def upgrade(engine: Engine) -> str:
-    """Create or migrate the schema to this version's head; returns the revision."""
+    """Create or migrate the schema to this version's head; returns the revision. Two processes upgrading
+    one database at once (two `hpsearch run` on a fresh PostgreSQL database) take turns: the second waits
+    for the first's commit, then finds the schema at head and does nothing."""
+    from hpsearch.store.locks import serialize
+
     check_not_newer(engine)
     try:
         with engine.begin() as connection:
+            serialize(connection, "schema")  # PostgreSQL DDL is transactional: the lock covers the whole upgrade
             command.upgrade(_alembic_config(connection), "head")
     except DBAPIError as exc:
         raise connection_error(exc, engine.url) from None

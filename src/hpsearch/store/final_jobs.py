@@ -18,6 +18,7 @@ from sqlalchemy import Connection, CursorResult, and_, delete, func, select, upd
 from sqlalchemy.orm import Session
 
 from hpsearch.store.database import Database, retrying
+from hpsearch.store.locks import serialize
 from hpsearch.store.models import (
     Artifact,
     FinalClassMetric,
@@ -52,9 +53,12 @@ class FinalJobs(Database):
     @retrying
     def create_final_job(self, job: NewFinalJob) -> tuple[FinalJobRecord, bool]:
         """Queue a promotion, or return the study's job with the same trial and settings (``created`` False).
-        A FAILED one is queued again (FAILED -> QUEUED): it resumes from its last backup."""
+        A FAILED one is queued again (FAILED -> QUEUED): it resumes from its last backup. Two promotions of
+        one study at once both succeed: the second waits for the first's commit (see
+        :mod:`hpsearch.store.locks`), then finds its job (or numbers its own after it)."""
         values = new_values(job, NewFinalJob)
         with self.session() as session:
+            serialize(session.connection(), "final_job", job.study_id)
             existing = session.scalar(
                 select(FinalJob)
                 .where(

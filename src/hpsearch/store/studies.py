@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 
 from hpsearch.errors import UsageError
 from hpsearch.store.database import Database, retrying
+from hpsearch.store.locks import serialize
 from hpsearch.store.models import Study, StudyState
 from hpsearch.store.records import NewStudy, StudyRecord, from_row, new_values
 from hpsearch.store.statements import STUDY_STATE
@@ -52,8 +53,12 @@ class Studies(Database):
     ) -> tuple[StudyRecord, bool]:
         """Insert ``study``; a study of the same name and spec is returned as is (``created`` False).
         ``normalize`` turns a stored spec into today's form (fields added since it was stored take their
-        defaults) before the comparison. Example: ``store.create_study(new)[1]`` is True the first time."""
+        defaults) before the comparison. Example: ``store.create_study(new)[1]`` is True the first time.
+
+        Two callers creating one name at once both succeed: the second waits for the first's commit (see
+        :mod:`hpsearch.store.locks`) and then finds its study."""
         with self.session() as session:
+            serialize(session.connection(), "study", study.name)
             existing = session.scalar(select(Study).where(Study.name == study.name))
             if existing is not None:
                 stored = normalize(existing.spec) if normalize is not None else existing.spec
