@@ -20,6 +20,26 @@ from hpsearch.errors import HpsearchError
 # Child processes inherit it; a user who wants those logs sets TF_CPP_MIN_LOG_LEVEL=0.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
+def _no_type_after_flags() -> None:
+    """Typer 0.2x labels every flag ``<bool>`` in the help, which reads as if the flag took a value (``--local
+    <bool>``); a flag's help shows no type, as argparse's and click's own help do. Kept defensive: an older or
+    newer typer without this method shows its own help unchanged."""
+    from typer import core
+
+    option = getattr(core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if option is None or original is None:
+        return
+
+    def display_type_rich(self: object, ctx: object) -> str | None:
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    option.display_type_rich = display_type_rich
+
+
+_no_type_after_flags()
+# Help texts are rich markup: a literal "[promote]" must be written "\\[promote]" (see results.promote).
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter search and AutoML for Keras 3.")
 study_app = typer.Typer(no_args_is_help=True, help="Create, stop and resume studies.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")

@@ -101,6 +101,7 @@ def status(
                 "best": best_trial.objective if best_trial else None,
                 "best_trial": best_trial.number if best_trial else None,
                 "message": item.message,
+                "waiting_for": _waiting_for(store, item),
             }
         )
     if as_json:
@@ -113,7 +114,7 @@ def status(
         best_text = f"{row['objective']}={row['best']:.4f}" if row["best"] is not None else "-"
         table.add_row(
             row["study"],
-            row["state"],
+            f"{row['state']} (waiting)" if row["waiting_for"] else row["state"],
             row["algorithm"],
             f"{done}/{row['max_trials']}",
             str(counts["RUNNING"]),
@@ -122,6 +123,27 @@ def status(
             best_text,
         )
     out.print(table)
+    for row in rows:
+        if row["waiting_for"]:
+            out.print(_waiting_hint(row["study"], row["waiting_for"]), highlight=False, markup=False)
+
+
+def _waiting_for(store: Store, study: Study) -> list[str]:
+    """What a RUNNING study lacks to make progress: a coordinator (plans and queues trials) and workers (train
+    them). A study made by `study create`, or left by a killed `hpsearch run`, is RUNNING with neither."""
+    if study.state != "RUNNING":
+        return []
+    coordinator, workers = store.study_activity(study.id)
+    return [name for name, missing in (("coordinator", not coordinator), ("workers", not workers)) if missing]
+
+
+def _waiting_hint(name: str, missing: list[str]) -> str:
+    starts = {"coordinator": "`hpsearch coordinator`", "workers": "`hpsearch worker`"}
+    nothing = " and no ".join("coordinator" if m == "coordinator" else "worker" for m in missing)
+    return (
+        f"study {name} waits: no {nothing} is running; start `hpsearch run STUDY_FILE` here, "
+        f"or {' and '.join(starts[m] for m in missing)} processes (any machine with --db)"
+    )
 
 
 @app.command()
@@ -194,10 +216,10 @@ def promote(
     db: DbOption = None,
     trial: Annotated[int | None, typer.Option("--trial", help="Trial number (default: the best).")] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Most epochs (default: [promote] epochs, else max_epochs).")
+        int | None, typer.Option(help="Most epochs (default: \\[promote] epochs, else max_epochs).")
     ] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience on the validation split.")] = None,
-    on: Annotated[str | None, typer.Option("--on", help="train | train+validation (default: [promote] on).")] = None,
+    on: Annotated[str | None, typer.Option("--on", help="train | train+validation (default: \\[promote] on).")] = None,
     local: Annotated[bool, typer.Option("--local", help="Run the job in this process, not on a worker.")] = False,
     as_json: JsonOption = False,
 ) -> None:

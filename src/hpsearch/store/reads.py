@@ -15,15 +15,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hpsearch.errors import UsageError
 from hpsearch.store.database import Database, retrying
 from hpsearch.store.models import (
     Artifact,
+    CoordinatorLease,
     FinalClassMetric,
     FinalJob,
     FinalJobMetric,
@@ -33,6 +35,7 @@ from hpsearch.store.models import (
     TrialMetric,
     TrialState,
     Worker,
+    utcnow,
 )
 from hpsearch.store.records import (
     ArtifactRecord,
@@ -131,6 +134,31 @@ class Reads(Database):
         query = select(TrialAttempt).where(TrialAttempt.trial_id == trial_id).order_by(TrialAttempt.attempt)
         with self.session() as session:
             return _all(session, AttemptRecord, query)
+
+    def workers_by_id(self, worker_ids: Sequence[int]) -> dict[int, WorkerRecord]:
+        """The workers with these ids (those that ran a trial's attempts), by id."""
+        query = select(Worker).where(Worker.id.in_(sorted(set(worker_ids))))
+        with self.session() as session:
+            return {w.id: w for w in _all(session, WorkerRecord, query)}
+
+    @retrying
+    def study_activity(self, study_id: int, within_seconds: float = 30.0) -> tuple[bool, int]:
+        """Whether a coordinator holds the study's lease now, and how many workers (of any study: a worker
+        without --study takes every study's trials) were seen within ``within_seconds``, by this machine's
+        clock: a hint for `hpsearch status`, where a few seconds of skew do not matter. Example:
+        ``store.study_activity(study.id) == (False, 0)``: nothing runs it."""
+        now = utcnow()
+        lease = select(CoordinatorLease.holder).where(
+            CoordinatorLease.study_id == study_id, CoordinatorLease.expires_at > now
+        )
+        workers = (
+            select(func.count())
+            .select_from(Worker)
+            .where(Worker.state != "STOPPED", Worker.last_heartbeat_at >= now - timedelta(seconds=within_seconds))
+        )
+        with self.transaction() as connection:
+            held = connection.execute(lease).first() is not None
+            return held, int(connection.execute(workers).scalar() or 0)
 
     def checkpoints(self, study_id: int) -> list[ArtifactRecord]:
         """A study's checkpoint rows (one per trial that saved one), oldest first."""
