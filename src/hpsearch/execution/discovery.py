@@ -8,12 +8,18 @@ This is the execution side of study creation (it imports keras through the user'
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.errors import UserCodeError
+from hpsearch.errors import UsageError, UserCodeError
 from hpsearch.execution.failures import first_line, recurs_in_every_trial
 from hpsearch.execution.hypermodels import check_fit_section, study_hypermodel
 from hpsearch.execution.loading import Dataset, check_fits, check_model, hypermodel_label, keras_inputs, load_dataset
@@ -25,6 +31,11 @@ from hpsearch.spec import StudySpec
 NUM_PARAMS = "num_params"
 # Keras Tuner stops rebuilding after this many builds too: a space whose scopes never all activate ends.
 _MAX_DISCOVERY_BUILDS = 64
+# How long the hypermodel's side of discovery may take (importing it, every build, the checks): a hypermodel
+# that never returns must not hang `study create`. Generous: discovery builds a model a few dozen times at
+# most and fits nothing. The data loader is not bounded: its time is the data's size, not a bug.
+DISCOVERY_TIMEOUT_ENV = "HPSEARCH_DISCOVERY_TIMEOUT"
+DEFAULT_DISCOVERY_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,8 @@ class Discovered:
 
 
 def discover(spec: StudySpec, path: Path) -> Discovered:
-    """Check the hypermodel and the data loader and discover the space of the study file at ``path``.
+    """Check the hypermodel and the data loader and discover the space of the study file at ``path``. The
+    hypermodel's part is bounded by :func:`discovery_timeout` (see :func:`time_limit`).
 
     >>> from hpsearch.spec import load_spec
     >>> found = discover(load_spec("studies/mnist_mlp.toml"), Path("studies/mnist_mlp.toml"))  # doctest: +SKIP
@@ -45,7 +57,16 @@ def discover(spec: StudySpec, path: Path) -> Discovered:
     ['units', 'dropout', 'lr']
     """
     base_dir = path.resolve().parent
+    limit = discovery_timeout()
     dataset = load_dataset(spec.study.data, base_dir)
+    import keras_tuner  # noqa: F401  # imported before the clock starts: the limit times the user's code, not ours
+
+    with time_limit(limit, hypermodel_label(spec)):
+        return _discover(spec, path, base_dir, dataset)
+
+
+def _discover(spec: StudySpec, path: Path, base_dir: Path, dataset: Dataset) -> Discovered:
+    """:func:`discover` once the data is loaded: the part under the time limit."""
     hypermodel = study_hypermodel(spec, base_dir, dataset)
     check_fit_section(spec, hypermodel, str(path))
 
@@ -70,6 +91,72 @@ def discover(spec: StudySpec, path: Path) -> Discovered:
         search = spec.search.model_copy(update={"initial_trials": [*spec.search.initial_trials, *seeds]})
         spec = spec.model_copy(update={"search": search})
     return Discovered(spec, space, base_dir)
+
+
+def discovery_timeout() -> float | None:
+    """Seconds the hypermodel's discovery may take: ``HPSEARCH_DISCOVERY_TIMEOUT`` (0: no limit), else 120.
+    Example: ``HPSEARCH_DISCOVERY_TIMEOUT=600 hpsearch study create big.toml``."""
+    raw = os.environ.get(DISCOVERY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_DISCOVERY_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(DISCOVERY_TIMEOUT_ENV, f"must be a number of seconds, 0 for no limit (got {raw!r})")
+    return seconds or None
+
+
+class _OutOfTime(BaseException):
+    """Raised by the alarm. A BaseException, so that neither the user's ``except Exception`` nor discovery's
+    own handlers (which turn a build's exceptions into errors) mistake it for the hypermodel's failure."""
+
+
+@contextmanager
+def time_limit(seconds: float | None, where: str) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` with a one-line UserCodeError naming ``where`` and the limit.
+
+    Why SIGALRM in this process (not a child process to kill): discovery's results and errors stay plain
+    objects, and the caller's loaded keras is never forked. The alarm interrupts Python code and the waits
+    that run signal handlers (sleep, locks, events, sockets); it needs the main thread, so elsewhere (the
+    Python API called from a thread) the body runs unbounded. A shorter timer already set (pytest-timeout,
+    the caller's own) is left to fire first; a longer one is re-armed with what remains of it afterwards.
+    """
+    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if (
+        seconds is None
+        or threading.current_thread() is not threading.main_thread()
+        or (outer_delay and outer_delay <= seconds)
+    ):
+        yield
+        return
+    armed = True
+
+    def on_alarm(_signum: int, _frame: object) -> None:
+        if armed:
+            raise _OutOfTime
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        try:
+            yield
+        finally:
+            armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _OutOfTime:
+        raise UserCodeError(
+            where,
+            f"did not return within {seconds:g} s while hpsearch discovered the search space "
+            f"(set {DISCOVERY_TIMEOUT_ENV} to more seconds, or 0 for no limit)",
+        ) from None
+    finally:
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if outer_delay:
+            remaining = max(outer_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, remaining, outer_interval)
 
 
 def _fits_itself(hypermodel: Any) -> bool:
