@@ -1,0 +1,105 @@
+"""The methods compared on the simulated clock and one run of one of them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simclock.clock import Driver, HeavyTail, simulate
+from simclock.drivers import HpsearchDriver, KerasTunerDriver, OptunaDriver, Recorder
+from simclock.drivers_ext import DehbDriver, SmacDriver, available
+from sq_problems import Problem, _config_seed
+
+ANCHOR = "kt hyperband"
+N_INIT = 10  # start-up points of the model-based searchers (ours: Sobol; Keras Tuner BO: random; Optuna: default 10)
+# hpsearch's Hyperband-schedule strategies run as many brackets as the horizon allows (a run ends at the
+# anchor's wall time, not at one sweep): an iteration count no run reaches.
+_SWEEPS = 1000
+
+MakeDriver = Callable[[Problem, int, Recorder], Driver]
+
+
+def _ours(search: dict[str, Any]) -> MakeDriver:
+    return lambda problem, seed, rec: HpsearchDriver(search, problem.space, problem.max_epochs, seed, rec)
+
+
+METHODS: dict[str, MakeDriver] = {
+    ANCHOR: lambda problem, seed, rec: KerasTunerDriver("hyperband", problem.space, problem.max_epochs, seed, rec, 0),
+    "hpsearch random": _ours({"algorithm": "random"}),
+    "hpsearch tpe": _ours({"algorithm": "tpe", "n_startup_trials": N_INIT}),
+    "hpsearch hyperband": _ours({"algorithm": "hyperband", "factor": 3, "hyperband_iterations": _SWEEPS}),
+    "hpsearch asha": _ours({"algorithm": "asha", "factor": 3, "min_epochs": 1}),
+    "hpsearch asha+tpe": _ours({"algorithm": "asha", "factor": 3, "sampler": "tpe", "n_startup_trials": N_INIT}),
+    "hpsearch bohb": _ours(
+        {"algorithm": "bohb", "factor": 3, "hyperband_iterations": _SWEEPS, "n_startup_trials": N_INIT}
+    ),
+    "kt bayesian": lambda problem, seed, rec: KerasTunerDriver(
+        "bayesian", problem.space, problem.max_epochs, seed, rec, N_INIT
+    ),
+    "optuna tpe+hyperband": lambda problem, seed, rec: OptunaDriver(problem.space, problem.max_epochs, seed, rec),
+    "dehb": lambda problem, seed, rec: DehbDriver(problem.space, problem.max_epochs, seed, rec),
+    "smac mf": lambda problem, seed, rec: SmacDriver(problem.space, problem.max_epochs, seed, rec),
+}
+NEEDS = {"dehb": "dehb", "smac mf": "smac"}
+
+
+def installed(method: str) -> bool:
+    return method not in NEEDS or available(NEEDS[method])
+
+
+@dataclass
+class Run:
+    problem: str
+    workers: int
+    seed: int
+    method: str
+    horizon: float  # the anchor's wall time of this (problem, workers, seed); inf for the anchor itself
+    end: float = 0.0
+    idle_share: float = 0.0
+    jobs: int = 0
+    epochs: int = 0
+    full_trials: int = 0
+    cpu_seconds: float = 0.0
+    curve: list[tuple[float, float]] = field(default_factory=list)
+
+    def score_at(self, when: float) -> float | None:
+        """The incumbent's score at simulated time ``when`` (None: no configuration trained to max_epochs yet)."""
+        score = None
+        for t, s in self.curve:
+            if t > when:
+                break
+            score = s
+        return score
+
+    def time_to(self, target: float) -> float | None:
+        return next((t for t, s in self.curve if s >= target - 1e-12), None)
+
+
+def run_one(method: str, problem: Problem, workers: int, seed: int, horizon: float) -> Run:
+    """One seeded run of ``method`` with ``workers`` simulated workers until ``horizon`` (or its end)."""
+    run = Run(problem.name, workers, seed, method, horizon)
+    with problem.session(seed) as session:
+        recorder = Recorder(problem.max_epochs, lambda params: session.score(params, 0.0))
+        started = time.process_time()
+        driver = METHODS[method](problem, seed, recorder)
+        value = session.value  # type: ignore[attr-defined]  # synthetic problems only (no training)
+
+        def observe(params: Any, epoch: int) -> float:
+            return float(value(params, epoch, _config_seed(seed, params)))
+
+        try:
+            result = simulate(driver, workers, HeavyTail(seed), observe, horizon)
+        finally:
+            close = getattr(driver, "close", None)
+            if close is not None:
+                close()
+        run.cpu_seconds = time.process_time() - started
+    run.end = result.end
+    run.idle_share = result.idle_share
+    run.jobs = result.jobs
+    run.epochs = result.epochs
+    run.full_trials = recorder.full_trials
+    run.curve = recorder.curve
+    return run

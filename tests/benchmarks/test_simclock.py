@@ -1,0 +1,147 @@
+"""The simulated clock of benchmarks/simclock: its event loop on known schedules (constant epoch durations),
+its seeded durations, and hpsearch's planning driven through it with several workers."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from simclock.clock import HeavyTail, Job, simulate
+
+
+def _observe(params: object, epoch: int) -> float:
+    return float(epoch)
+
+
+class Queue:
+    """Hands out the given budgets in order, one job per free worker; records what it saw."""
+
+    def __init__(self, budgets: Sequence[int], stop_after: dict[int, int] | None = None) -> None:
+        self.budgets = list(budgets)
+        self.stop_after = stop_after or {}
+        self.done: list[tuple[int, float, list[float], bool]] = []
+        self.handed = 0
+
+    def next_jobs(self, now: float, free: Sequence[int]) -> list[Job] | None:
+        if not self.budgets:
+            return None
+        jobs = []
+        for _ in free[: len(self.budgets)]:
+            jobs.append(Job({"i": self.handed}, 0, self.budgets.pop(0)))
+            self.handed += 1
+        return jobs
+
+    def on_epoch(self, job: Job, epoch: int, value: float, now: float) -> bool:
+        limit = self.stop_after.get(job.params["i"])
+        return limit is None or epoch < limit
+
+    def on_done(self, job: Job, values: list[float], now: float, stopped: bool) -> None:
+        self.done.append((job.params["i"], now, values, stopped))
+
+
+def test_free_workers_pull_the_next_job_at_once() -> None:
+    driver = Queue([3, 1, 2, 2])
+    result = simulate(driver, 2, lambda job, epoch: 1.0, _observe)
+    # worker 0: job 0 over [0, 3], then job 3 over [3, 5]; worker 1: job 1 over [0, 1], job 2 over [1, 3].
+    assert result.starts == [(0.0, 0), (0.0, 1), (1.0, 1), (3.0, 0)]
+    assert [(i, now) for i, now, _, _ in driver.done] == [(1, 1.0), (0, 3.0), (2, 3.0), (3, 5.0)]
+    assert result.end == 5.0
+    assert result.busy == 8.0
+    assert result.idle_share == pytest.approx(0.2)  # worker 1 idles over [3, 5]
+    assert result.jobs == 4 and result.epochs == 8
+    assert driver.done[0][2] == [1.0]  # values of epochs initial_epoch + 1 .. budget
+
+
+class Rounds:
+    """Synchronous rounds: the next round's jobs only once every job of the last one has finished."""
+
+    def __init__(self, rounds: list[list[int]]) -> None:
+        self.rounds = rounds
+        self.pending = 0
+        self.asked_at: list[float] = []
+
+    def next_jobs(self, now: float, free: Sequence[int]) -> list[Job] | None:
+        self.asked_at.append(now)
+        if self.pending:
+            return []
+        if not self.rounds:
+            return None
+        budgets = self.rounds.pop(0)
+        assert len(budgets) <= len(free)
+        self.pending = len(budgets)
+        return [Job({"b": b, "r": len(self.rounds)}, 0, b) for b in budgets]
+
+    def on_epoch(self, job: Job, epoch: int, value: float, now: float) -> bool:
+        return True
+
+    def on_done(self, job: Job, values: list[float], now: float, stopped: bool) -> None:
+        self.pending -= 1
+
+
+def test_a_waiting_search_leaves_workers_idle_until_a_result() -> None:
+    driver = Rounds([[1, 4], [2, 2]])
+    result = simulate(driver, 2, lambda job, epoch: 0.5, _observe)
+    # Round 1 ends at 2.0 (the 4-epoch straggler); round 2 runs over [2, 3]. Worker 0 idles over [0.5, 2].
+    assert driver.asked_at == [0.0, 0.5, 2.0, 3.0, 3.0]
+    assert result.end == 3.0
+    assert result.busy == 0.5 + 2.0 + 1.0 + 1.0
+    assert result.idle_share == pytest.approx(1 - 4.5 / 6)
+
+
+def test_the_horizon_cuts_running_jobs_and_counts_their_time() -> None:
+    driver = Queue([10, 10, 10])
+    result = simulate(driver, 2, lambda job, epoch: 1.0, _observe, horizon=4.5)
+    assert result.end == 4.5
+    assert driver.done == []  # nothing finished: the third job never started
+    assert result.jobs == 2 and result.epochs == 8
+    assert result.busy == 9.0 and result.idle_share == 0.0
+
+
+def test_a_stopped_job_frees_its_worker_at_that_epoch() -> None:
+    driver = Queue([5, 5], stop_after={0: 2})
+    result = simulate(driver, 1, lambda job, epoch: 1.0, _observe)
+    assert [(i, now, stopped) for i, now, _, stopped in driver.done] == [(0, 2.0, True), (1, 7.0, False)]
+    assert result.starts == [(0.0, 0), (2.0, 0)]
+    assert result.idle_share == 0.0
+
+
+def test_heavy_tail_durations_are_common_random_numbers() -> None:
+    durations = HeavyTail(seed=3)
+    job = Job({"x": 0.25}, 0, 9)
+    assert durations(job, 4) == HeavyTail(seed=3)(Job({"x": 0.25}, 3, 9), 4)  # same config and epoch
+    assert durations(job, 4) != HeavyTail(seed=4)(job, 4)
+    slowdowns = [durations.slowdown({"x": i}) for i in range(2000)]
+    stragglers = [s for s in slowdowns if s > 1.0]
+    assert 0.07 < len(stragglers) / len(slowdowns) < 0.13
+    assert max(stragglers) <= durations.cap
+    assert all(d > 0 for d in (durations(Job({"x": i}, 0, 3), 1) for i in range(200)))
+
+
+def test_hpsearch_hyperband_with_four_workers_plans_each_promotion_once() -> None:
+    from simclock.drivers import HpsearchDriver, Recorder
+    from sq_problems import Hartmann6
+
+    from hpsearch.strategies.schedulers import Hyperband
+
+    problem = Hartmann6()
+    recorder = Recorder(problem.max_epochs, lambda params: 0.0)
+    driver = HpsearchDriver({"algorithm": "hyperband", "factor": 3}, problem.space, problem.max_epochs, 1, recorder)
+
+    def observe(params: object, epoch: int) -> float:
+        return float(hash(str(params)) % 1000) / 1000 + epoch
+
+    result = simulate(driver, 4, lambda job, epoch: 1.0, observe)
+    history = driver.history
+    assert len(history) == result.jobs == Hyperband(3).total_trials(problem.max_epochs)
+    parents = [t.parent_number for t in history if t.parent_number is not None]
+    assert len(parents) == len(set(parents))  # a running trial is never promoted twice
+    assert all(t.state == "COMPLETED" for t in history)
+    assert result.epochs == sum(t.budget_epochs - t.initial_epoch for t in history)
+    assert recorder.full_trials == sum(t.budget_epochs == problem.max_epochs for t in history)
+    assert math.isclose(result.busy, result.epochs)  # one time unit per epoch
