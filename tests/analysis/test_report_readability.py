@@ -4,17 +4,22 @@ data loader knows them. Checked on the figures' artists (colours, widths, tick v
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields, replace
 
 import pytest
 
+from hpsearch.analysis.dashboard.layout import cell
+from hpsearch.analysis.export import trials_frame, write_frame
 from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.curves import BEST_WIDTH, LEGEND_TRIALS, curves_figure
 from hpsearch.analysis.report.data import Axis, ReportData, TrialInfo, axes, load_report_data
+from hpsearch.analysis.report.page import render_page
+from hpsearch.analysis.report.plotting import fmt
 from hpsearch.space import SearchSpace
 from hpsearch.store import Store, StudyRecord
 
-from .test_report import hb_report  # noqa: F401 (a fixture)
+from .test_report import add_final_job, hb_report  # noqa: F401 (hb_report is a fixture)
 
 
 def _trial_traces(figure: dict) -> list[dict]:
@@ -150,3 +155,47 @@ def test_integer_parameters_get_whole_number_ticks_in_every_figure(
     assert xaxes[2]["type"] == "log" and _whole(xaxes[2]["tickvals"]) and len(xaxes[2]["tickvals"]) >= 2
     history = figures.history_figure(data)
     assert not isinstance(history, str) and history["layout"]["xaxis"]["dtick"] >= 1  # trial numbers
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1 / 3, "0.3333"), (0.5, "0.5"), (0.81, "0.81"), (2.5e-05, "2.5e-05"), (12345.6, "12350"), (123.456, "123.5"),
+     (-0.0, "0"), (1e9, "1e+09"), (7, "7"), (True, "True"), ("relu", "relu"), (float("nan"), "nan")],
+)  # fmt: skip
+def test_numbers_are_shown_to_four_significant_digits(value: object, text: str) -> None:
+    assert fmt(value) == text
+    assert cell(value) == text  # the dashboard's table cells
+
+
+def _long(text: str) -> list[str]:
+    """The decimal numbers in ``text`` with more than 4 significant digits (the old format wrote 6)."""
+    numbers = re.findall(r"(?<![\w.])\d+\.\d+", text)
+    return [n for n in numbers if len(n.replace(".", "").lstrip("0")) > 4]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_report_tables_use_four_significant_digits_and_exports_keep_full_precision(
+    hb_report: tuple[Store, StudyRecord],  # noqa: F811
+) -> None:
+    store, study = hb_report
+    add_final_job(store, study)
+    data = load_report_data(store, study.name)
+    assert data.final is not None and data.best is not None
+    final = replace(data.final, test_metrics={"loss": 0.123456789, "accuracy": 0.987654321})
+    seconds = {t.id: 12.3456789 + t.number for t in data.trials}
+    data = replace(data, final=final, trials=[replace(t, duration_seconds=seconds[t.id]) for t in data.trials])
+    page = render_page(data)
+    tables = page[page.index('<section id="summary">') : page.index('<section id="history">')]
+    tables += page[page.index('<section id="final-model">') :]
+    tables = re.sub(r"<script.*?</script>", "", tables, flags=re.S)  # the figures' data stays exact
+    assert not _long(tables), _long(tables)[:5]
+    assert "<td>loss</td><td>0.1235</td>" in tables and "<td>accuracy</td><td>0.9877</td>" in tables
+    for trial in data.completed:
+        assert f'<td class="num">{fmt(trial.objective)}</td>' in tables
+        assert f'<td class="num">{fmt(seconds[trial.id])}</td>' in tables
+    assert f"= <b>{fmt(data.best.objective)}</b>" in tables  # the summary's best trial
+    # The exports are data: every digit kept.
+    text = write_frame(trials_frame(store, study), "csv", None)
+    assert text is not None
+    assert all(repr(t.objective) in text for t in data.completed)
+    assert _long(text)

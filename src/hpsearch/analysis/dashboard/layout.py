@@ -72,8 +72,8 @@ def table(head: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> 
 
 
 def cell(value: object) -> str:
-    """A value as a table cell shows it: empty for None, floats with 6 significant digits, escaped.
-    Example: ``cell(1 / 3)`` is ``"0.333333"``."""
+    """A value as a table cell shows it: empty for None, floats to 4 significant digits (:func:`fmt`), escaped.
+    Example: ``cell(1 / 3)`` is ``"0.3333"``."""
     return "" if value is None else escape(fmt(value))
 
 

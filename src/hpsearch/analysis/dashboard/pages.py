@@ -23,7 +23,7 @@ from hpsearch.analysis.dashboard.layout import Section, View, cell, note, path_o
 from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.data import ReportData, load_report_data
 from hpsearch.analysis.report.page import escape, section_parts
-from hpsearch.analysis.report.plotting import figure_json
+from hpsearch.analysis.report.plotting import figure_json, fmt
 from hpsearch.store import Store
 
 _e = escape
@@ -206,7 +206,7 @@ def workers_view(store: Store) -> View:
                   f"{current['number']}") + f" ({current['epochs_done']}/{current['budget_epochs']} epochs)"
             if current else ""
         )  # fmt: skip
-        share = "" if w["busy_share"] is None else f"{100 * w['busy_share']:.0f}%"
+        share = "" if w["busy_share"] is None else fmt(100.0 * w["busy_share"]) + "%"
         state = w["state"] if w["alive"] or w["state"] == "STOPPED" else f"{w['state']} (silent)"
         rows.append(
             [_e(w["name"]), _e(w["host"]), cell(w["pid"]), cell(w["gpu"]), _e(state), _when(w["last_heartbeat_at"]),

@@ -193,7 +193,8 @@ def parallel_figure(data: ReportData) -> Figure | str:
         return "No parameter varies between trials."
     objectives = [t.objective for t in completed]
     dimensions = [_dimension(axis, [t.params.get(axis.name) for t in completed]) for axis in data.axes]
-    dimensions.append({"label": plotly_text(data.study.objective_name), "values": objectives})
+    # d3's ".4~g": the objective's tick labels to 4 significant digits, as fmt writes numbers
+    dimensions.append({"label": plotly_text(data.study.objective_name), "values": objectives, "tickformat": ".4~g"})
     trace = {
         "type": "parcoords",
         "line": {
@@ -220,7 +221,7 @@ def importance_figure(importances: dict[str, float]) -> Figure:
         "y": [plotly_text(name) for name, _ in ordered],
         "orientation": "h",
         "marker": {"color": _COLORS[0]},
-        "text": [f"{value:.2f}" for _, value in ordered],
+        "text": [fmt(value) for _, value in ordered],
         "textposition": "auto",
         "hoverinfo": "x+y",
     }
@@ -370,7 +371,7 @@ def timeline_figure(data: ReportData) -> Figure | str:
                 "insidetextanchor": "middle",
                 "textangle": 0,
                 "hovertext": [
-                    f"{b.hover}<br>{_clock(b.start)} to {_clock(b.end)} ({(b.end - b.start).total_seconds():.1f} s)"
+                    f"{b.hover}<br>{_clock(b.start)} to {_clock(b.end)} ({fmt((b.end - b.start).total_seconds())} s)"
                     for b in mine
                 ],
                 "hoverinfo": "text",

@@ -308,4 +308,4 @@ def _cell(value: object) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"
+    return "" if value is None else fmt(value)

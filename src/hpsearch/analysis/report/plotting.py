@@ -67,11 +67,26 @@ def plotly_text(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
+SIGNIFICANT = 4  # digits of every float that analysis shows a person (the exports keep full precision)
+
+
 def fmt(value: object) -> str:
-    """A value as the report writes it: floats with 6 significant digits. Example: ``fmt(1 / 3)`` is ``"0.333333"``."""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+    """A value as analysis shows it (report, dashboard, figure labels and hover): a float to 4 significant
+    digits, trailing zeros dropped, in plain notation from 1e-4 to 1e9 (a duration of 12345.6 s is "12350",
+    not "1.235e+04") and scientific outside it; anything else as ``str``. The dashboard's script formats
+    the same way (``fmt`` in static/dashboard.js).
+
+    Example: ``fmt(1 / 3)`` is ``"0.3333"``; ``fmt(0.5)`` is ``"0.5"``; ``fmt(2.5e-05)`` is ``"2.5e-05"``;
+    ``fmt(3)`` is ``"3"``."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"  # -0.0 too
+    rounded = f"{value:.{SIGNIFICANT}g}"
+    if not 1e-4 <= abs(float(rounded)) < 1e9:
+        return rounded
+    text = repr(float(rounded))  # the shortest text of the rounded value: plain in this range
+    return text[:-2] if text.endswith(".0") else text
 
 
 def integer_step(low: float, high: float, count: int = 10) -> int:

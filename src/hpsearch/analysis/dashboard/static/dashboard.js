@@ -83,10 +83,16 @@
   let offset = 0;
   let total = 0;
 
+  // As the Python side's fmt (hpsearch/analysis/report/plotting.py): 4 significant digits, trailing zeros
+  // dropped, plain notation from 1e-4 to 1e9 and Python's scientific form ("2.5e-05") outside it.
   function fmt(value) {
     if (value === null || value === undefined) return "";
-    if (typeof value === "number" && !Number.isInteger(value)) return String(Number(value.toPrecision(6)));
-    return String(value);
+    if (typeof value !== "number" || Number.isInteger(value) || !Number.isFinite(value)) return String(value);
+    const rounded = Number(value.toPrecision(4));
+    if (Math.abs(rounded) >= 1e-4 && Math.abs(rounded) < 1e9) return String(rounded);
+    const [mantissa, exponent] = value.toExponential(3).split("e");
+    const power = Number(exponent);
+    return mantissa.replace(/\.?0+$/, "") + "e" + (power < 0 ? "-" : "+") + String(Math.abs(power)).padStart(2, "0");
   }
 
   function td(row, text, className) {
@@ -129,7 +135,7 @@
       td(row, fmt(trial.best_epoch), "num");
       td(row, trial.epochs_done + "/" + trial.budget_epochs, "num");
       td(row, trial.worker || "");
-      td(row, trial.duration_seconds === null ? "" : trial.duration_seconds.toFixed(1), "num");
+      td(row, fmt(trial.duration_seconds), "num");
       td(row, Object.entries(trial.params).map(function (kv) { return kv[0] + "=" + fmt(kv[1]); }).join(", "));
       td(row, (trial.error || "").split("\n")[0]).title = trial.error || "";
     }
