@@ -364,10 +364,15 @@ def mutate(kind: str | None, url: str, artifacts: Path) -> None:
         with engine.begin() as connection:
             connection.execute(sa.text(f"UPDATE alembic_version SET version_num = '{NEWER_REVISION}'"))
         engine.dispose()
-    elif kind == "block_artifacts":  # the study's directory under the root is a file: nothing can be written
-        (artifacts / "bad").mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(artifacts / "bad")
-        (artifacts / "bad").write_text("not a directory")
+    elif kind == "block_artifacts":  # the study's directory under its root is a file: nothing can be written
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            root = connection.scalar(sa.text("SELECT artifact_root FROM studies WHERE name = 'bad'"))
+        engine.dispose()
+        blocked = Path(root) / "bad"
+        blocked.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(blocked)
+        blocked.write_text("not a directory")
     elif kind == "full_artifacts":  # fill the tiny filesystem to the last byte
         with suppress(OSError), (artifacts / "filler").open("wb") as handle:
             while True:

@@ -254,13 +254,14 @@ def test_gc_keeps_the_best_checkpoint_and_frees_the_rest(tmp_path: Path) -> None
     db = f"sqlite:///{tmp_path / 'gc.db'}"
     path = write_tiny_study(tmp_path, max_trials=3, max_epochs=1, workers=1)
     assert hpsearch("run", str(path), "--artifacts", str(tmp_path / "art"), cwd=tmp_path, db=db).returncode == 0
-    files = sorted((tmp_path / "art" / "tiny" / "trials").glob("*/checkpoint-*.weights.h5"))
+    (own,) = (tmp_path / "art").glob("tiny-*")  # the study's own directory under the root (issue 24)
+    files = sorted((own / "tiny" / "trials").glob("*/checkpoint-*.weights.h5"))
     assert len(files) == 3
     dry = hpsearch("gc", "tiny", "--dry-run", cwd=tmp_path, db=db)
     assert "would free 2 checkpoints" in dry.stdout and len(list(files[0].parent.parent.glob("*/*.h5"))) == 3
     assert "freed 2 checkpoints" in hpsearch("gc", "tiny", cwd=tmp_path, db=db).stdout
     best = json.loads(hpsearch("best", "tiny", "--json", cwd=tmp_path, db=db).stdout)["best"]["number"]
-    assert [p.parent.name for p in (tmp_path / "art" / "tiny" / "trials").glob("*/*.h5")] == [str(best)]
+    assert [p.parent.name for p in (own / "tiny" / "trials").glob("*/*.h5")] == [str(best)]
     assert table_count(db, "artifacts") == 1
 
 

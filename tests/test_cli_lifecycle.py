@@ -143,12 +143,13 @@ def test_delete_extend_changed_file_and_completed_rerun(tmp_path: Path, db_url: 
         timeout=120,
     )
     assert kept.returncode == 1 and table_count(db_url, "studies") == 1
-    (tmp_path / "hpsearch-artifacts" / "tiny").mkdir(parents=True, exist_ok=True)
+    artifacts = tmp_path / "hpsearch-artifacts"
+    assert [p.name for p in artifacts.glob("tiny-*/*")] == ["tiny"]  # the study's own directory (issue 24)
     deleted = hpsearch("study", "delete", "tiny", "--artifacts", "--yes", cwd=tmp_path, db=db_url)
     assert deleted.returncode == 0, deleted.stderr
     assert "deleted study tiny (2 trials, COMPLETED)" in deleted.stdout
     assert table_count(db_url, "studies") == 0 and table_count(db_url, "trials") == 0
-    assert not (tmp_path / "hpsearch-artifacts" / "tiny").exists()
+    assert not list(artifacts.iterdir())
 
 
 def test_version() -> None:

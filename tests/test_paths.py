@@ -183,3 +183,26 @@ def test_gc_deletes_nothing_outside_the_root(store: Store, tmp_path: Path, root:
         "precious-0.h5",
         "precious-1.h5",
     ]
+
+
+def test_a_study_root_is_claimed_by_one_creator_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: a new study's files go under a directory only its creator made; a name already taken (by a
+    study of another database) is never handed out again, even when the random part repeats."""
+    import uuid
+
+    from hpsearch.paths import claim_study_root, release_study_root, remove_study_files
+
+    # Each claim draws once for the root's write probe, then for the directory.
+    draws = iter(uuid.UUID(int=n << 96) for n in (100, 1, 101, 1, 2))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    first = claim_study_root(root, "tiny")
+    second = claim_study_root(root, "tiny")  # the first draw repeats: drawn again
+    assert first != second and first.parent == second.parent == root.resolve()
+    assert first.name.startswith("tiny-") and second.name.startswith("tiny-")
+    (first / "tiny" / "trials").mkdir(parents=True)
+    release_study_root(first)  # not empty: kept
+    assert first.is_dir()
+    remove_study_files(first, "tiny")
+    assert not first.exists() and second.is_dir()
+    remove_study_files(root, "other")  # a study sharing the root (created before): the root stays
+    assert root.is_dir()

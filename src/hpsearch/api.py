@@ -17,7 +17,6 @@ property reads the database afresh and two handles on the same study, in two pro
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.paths import artifact_path, ensure_writable_root
+from hpsearch.paths import artifact_path, ensure_writable_root, remove_study_files
 from hpsearch.references import reference
 from hpsearch.spec import StudySpec, load_spec, validate_spec
 from hpsearch.store import Store, StudyState, TrialState, open_store
@@ -219,7 +218,7 @@ class Study:
         record = self.record
         self.store.delete_study(record.id)
         if artifacts:
-            shutil.rmtree(artifact_path(record.artifact_root, record.name), ignore_errors=True)
+            remove_study_files(record.artifact_root, record.name)
 
     def rename(self, new_name: str) -> None:
         """Rename the study (no trial or final job may be running). Its files move from ``<root>/<old>`` to

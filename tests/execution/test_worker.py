@@ -111,7 +111,10 @@ class CorruptCheckpointAndKillOnce(KillOnceAtEpoch):
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch and not os.path.exists(self.marker):
-            with open(self.checkpoint, "r+b") as handle:
+            import glob
+
+            (found,) = glob.glob(self.checkpoint)  # under the study's own directory, tiny-<8 hex>
+            with open(found, "r+b") as handle:
                 handle.write(b"garbage")
         super().on_epoch_end(epoch, logs)
 '''
@@ -139,7 +142,8 @@ def test_trials_complete_with_every_epoch_and_a_verified_checkpoint(store: Store
         assert checkpoint.epoch == 3
         assert checkpoint.sha256 == sha256_of(Path(checkpoint.uri))
         assert checkpoint.size_bytes == Path(checkpoint.uri).stat().st_size
-        assert Path(checkpoint.uri).is_relative_to(tmp_path / "artifacts" / "tiny" / "trials")
+        assert Path(checkpoint.uri).is_relative_to(Path(study.artifact_root) / "tiny" / "trials")
+        assert Path(study.artifact_root).parent == (tmp_path / "artifacts").resolve()
         # Earlier epochs' files were removed once the newer one was recorded.
         assert [p.name for p in Path(checkpoint.uri).parent.iterdir()] == ["checkpoint-0003.weights.h5"]
 
@@ -371,7 +375,7 @@ def test_a_trial_past_its_timeout_fails_and_the_worker_goes_on(store: Store, tmp
 
 def test_an_unusable_checkpoint_restarts_the_trial_from_scratch(store: Store, tmp_path: Path) -> None:
     marker = tmp_path / "killed"
-    checkpoint = tmp_path / "artifacts" / "tiny" / "trials" / "0" / "checkpoint-0001.weights.h5"
+    checkpoint = tmp_path / "artifacts" / "tiny-*" / "tiny" / "trials" / "0" / "checkpoint-0001.weights.h5"
     path = write_tiny_study(tmp_path, extra_module=FAULTS, max_trials=1, max_epochs=3)
     callback = (
         f'{{ name = "tiny.py:CorruptCheckpointAndKillOnce", marker = "{marker}", epoch = 1, '
@@ -436,7 +440,7 @@ def test_tensorboard_logs_carry_the_trial_hparams(store: Store, tmp_path: Path) 
     path = write_tiny_study(tmp_path, max_trials=1, max_epochs=2)
     path.write_text(path.read_text().replace("[run]", "[run]\ntensorboard = true"))
     run_study(store, path, tmp_path / "artifacts")
-    logdir = tmp_path / "artifacts" / "tiny" / "tensorboard" / "trial-0"
+    logdir = Path(store.study("tiny").artifact_root) / "tiny" / "tensorboard" / "trial-0"
     events = EventAccumulator(str(logdir), size_guidance={"tensors": 0}).Reload()
     plugins = events.PluginTagToContent("hparams")
     assert plugins, "no HParams summary"

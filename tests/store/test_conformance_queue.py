@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from hpsearch.records import NewTrial
 from hpsearch.store import TRANSITIONS, ClaimedTrial, NewArtifact, Store, StudyRecord, StudyState, TrialState
 from hpsearch.store.models import Trial
+from hpsearch.store.queue import CheckpointRecorded
 from hpsearch.store.states import FINAL_JOB_TRANSITIONS, TransitionError, allowed, check_transition
 
 from ..conftest import add_study
@@ -211,10 +212,10 @@ def test_checkpoints_keep_the_latest_row_and_resume_a_new_attempt(store: Store) 
     worker, claimed = running(store, study)
     checkpoint = NewArtifact(study_id=study.id, trial_id=claimed.trial_id, kind="checkpoint", epoch=1, uri="/c/1",
                              sha256="a", size_bytes=1)  # fmt: skip
-    assert store.record_checkpoint(checkpoint) is None
+    assert store.record_checkpoint(checkpoint, worker, attempt=claimed.attempt) == CheckpointRecorded(True, None)
     later = NewArtifact(study_id=study.id, trial_id=claimed.trial_id, kind="checkpoint", epoch=2, uri="/c/2",
                         sha256="b", size_bytes=2)  # fmt: skip
-    assert store.record_checkpoint(later) == "/c/1"
+    assert store.record_checkpoint(later, worker, attempt=claimed.attempt) == CheckpointRecorded(True, "/c/1")
     [row] = store.checkpoints(study.id)
     assert (row.epoch, row.uri, row.sha256) == (2, "/c/2", "b")
     store.expire_leases({study.id: 3})

@@ -4,11 +4,12 @@ planning context of a stored study. Never imports keras: the user's code is insp
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import SpecError
-from hpsearch.paths import ensure_writable_root
+from hpsearch.paths import claim_study_root, ensure_writable_root, release_study_root
 from hpsearch.space import SearchSpace
 from hpsearch.spec import StudySpec
 from hpsearch.store import Store
@@ -63,8 +64,21 @@ def _check_initial_trials(trials: list[dict[str, Any]], space: SearchSpace, sour
 
 
 def insert_study(store: Store, row: NewStudy) -> tuple[StudyRecord, bool]:
-    """Insert a study row, or return the existing study of the same name and spec."""
-    return store.create_study(row, normalize=_current_form)
+    """Insert a study row, or return the existing study of the same name and spec.
+
+    A new study's row records a directory of its own under ``row.artifact_root`` (see
+    :func:`hpsearch.paths.claim_study_root`), claimed just before the insert and removed again when the insert
+    does not happen (the study existed, or the insert failed), so nothing is left half-made."""
+    own_root = claim_study_root(row.artifact_root, row.name)
+    created = False
+    try:
+        record, created = store.create_study(
+            dataclasses.replace(row, artifact_root=str(own_root)), normalize=_current_form
+        )
+    finally:
+        if not created:
+            release_study_root(own_root)
+    return record, created
 
 
 def _current_form(stored: dict[str, Any]) -> dict[str, Any]:

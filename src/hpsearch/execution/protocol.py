@@ -35,7 +35,7 @@ class EpochEnded:
 class CheckpointWritten:
     """A trial's weights and optimizer state after ``epoch`` were written atomically to ``uri``.
 
-    >>> CheckpointWritten(3, "/art/s/trials/0/checkpoint-0003.weights.h5", "0" * 64, 1024).size_bytes
+    >>> CheckpointWritten(3, "/art/s/trials/0/checkpoint-a1-0003.weights.h5", "0" * 64, 1024).size_bytes
     1024
     """
 

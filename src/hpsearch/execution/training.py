@@ -39,7 +39,9 @@ from hpsearch.paths import UnsafePath, stored_artifact
 from hpsearch.space import Value
 from hpsearch.spec import StudySpec
 
-CHECKPOINT_PATTERN = "checkpoint-{epoch:04d}.weights.h5"
+# Named by attempt and epoch: a worker that lost its lease (its child still training) never writes over the
+# file the trial's current attempt recorded; only the owner's record_checkpoint makes a file the trial's.
+CHECKPOINT_PATTERN = "checkpoint-a{attempt}-{epoch:04d}.weights.h5"
 # A metric hpsearch logs itself when an objective names it (e.g. accuracy against model size).
 NUM_PARAMS = "num_params"
 
@@ -61,6 +63,7 @@ class TrialTask:
     seed: int
     checkpoint_dir: str
     artifact_root: str
+    attempt: int = 1  # the claim's attempt number: it names the checkpoint files
     resume_from: str | None = None
     resume_sha256: str | None = None
     # 0: a checkpoint after every epoch; else at most this often, and always after the last epoch trained.
@@ -138,7 +141,8 @@ class Reporter(StopAware):
         if loss is not None and not math.isfinite(loss):
             raise TrialFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at epoch {done}")
         if checkpoint and self._checkpoint_due(done):
-            self.conn.send(CheckpointWritten(done, *save_checkpoint(self.model, Path(self.task.checkpoint_dir), done)))
+            saved = save_checkpoint(self.model, Path(self.task.checkpoint_dir), done, self.task.attempt)
+            self.conn.send(CheckpointWritten(done, *saved))
             self.checkpointed_at = time.monotonic()
         if self.stop.is_set():
             self.model.stop_training = True
@@ -157,10 +161,10 @@ class Reporter(StopAware):
         )
 
 
-def save_checkpoint(model: keras.Model, directory: Path, epoch: int) -> tuple[str, str, int]:
+def save_checkpoint(model: keras.Model, directory: Path, epoch: int, attempt: int = 1) -> tuple[str, str, int]:
     """Atomically write weights and optimizer state after ``epoch``; returns (path, sha256, size). Each
-    epoch gets its own file: the one the database names is never being overwritten."""
-    final = directory / CHECKPOINT_PATTERN.format(epoch=epoch)
+    attempt's epoch gets its own file: the one the database names is never being overwritten."""
+    final = directory / CHECKPOINT_PATTERN.format(attempt=attempt, epoch=epoch)
     temporary = directory / f".{final.name}.{os.getpid()}.tmp.weights.h5"
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from hpsearch.execution.failures import first_line
 from hpsearch.execution.forksafety import check_probe, probe_fork_server
+from hpsearch.execution.leases import LeaseKeeper
 from hpsearch.execution.loading import hypermodel_label, load_dataset, save_dataset
 from hpsearch.execution.protocol import (
     CheckpointWritten,
@@ -135,7 +136,7 @@ class Worker:
                 try:
                     self.run_trial(claimed)
                 except KeyboardInterrupt:  # also while loading its data: hand the trial back unharmed
-                    self.store.release(claimed.trial_id, self.id)
+                    self.store.release(claimed.trial_id, self.id, attempt=claimed.attempt)
                     raise
                 ran += 1
                 idle_since = alive_at = time.monotonic()
@@ -204,6 +205,7 @@ class Worker:
             seed=claimed.seed,
             checkpoint_dir=str(artifact_path(root, study.name, "trials", claimed.number)),
             artifact_root=root,
+            attempt=claimed.attempt,
             resume_from=claimed.checkpoint_uri,
             resume_sha256=claimed.checkpoint_sha256,
             checkpoint_seconds=spec.run.checkpoint_seconds,
@@ -214,29 +216,55 @@ class Worker:
         )
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
-        claimed_at = time.monotonic()
+        # The lease is renewed from the claim on: importing the user's module and loading its data may take
+        # longer than the lease. Every write carries the claim's attempt (the fencing token).
+        attempt = claimed.attempt
+
+        def beat() -> Beat:
+            return self.store.heartbeat(claimed.trial_id, self.id, claimed.lease_seconds, attempt=attempt)
+
+        with LeaseKeeper(beat, claimed.heartbeat_seconds) as keeper:
+            prepared = self._prepare(claimed)
+        if isinstance(prepared, str):
+            self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, prepared, attempt=attempt)
+            return
+        if keeper.answer == "lost":
+            log.warning("trial %d: lease lost while loading its data; abandoning it", claimed.number)
+            return
+        cached, task = prepared
+        log.info("trial %s/%d: %s", cached.study.name, claimed.number, claimed.params)
+        try:
+            _TrialRun(self, claimed, cached, task, keeper.next_beat_at).run()
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: hand the trial back unharmed before exiting
+            self.store.release(claimed.trial_id, self.id, attempt=attempt)
+            raise
+
+    def _prepare(self, claimed: ClaimedTrial) -> tuple[_StudyCache, Any] | str:
+        """The study's data and the trial's task, or why the trial fails."""
         try:
             cached = self._study(claimed.study_id)
         except Exception as exc:  # the data loader broke after the study was created
-            self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, f"loading data: {exc}")
-            return
+            return f"loading data: {exc}"
         try:
-            task = self._task(claimed, cached)
+            return cached, self._task(claimed, cached)
         except UnsafePath as exc:  # a study name written into the database by hand, e.g. "../x"
-            self.store.finish(claimed.trial_id, self.id, TrialState.FAILED, f"{exc.where}: {exc.what}")
-            return
-        log.info("trial %s/%d: %s", cached.study.name, claimed.number, claimed.params)
-        try:
-            _TrialRun(self, claimed, cached, task, claimed_at).run()
-        except KeyboardInterrupt:  # SIGINT or SIGTERM: hand the trial back unharmed before exiting
-            self.store.release(claimed.trial_id, self.id)
-            raise
+            return f"{exc.where}: {exc.what}"
 
     def run_final_job(self, job: FinalJobRecord) -> None:
-        try:
-            cached = self._study(job.study_id)
-        except Exception as exc:
-            self.store.fail_final_job(job.id, self.id, f"loading data: {exc}")
+        settings = self.store.study_by_id(job.study_id).spec["run"]
+
+        def beat() -> Beat:
+            alive = self.store.final_job_heartbeat(job.id, self.id, settings["lease_seconds"])
+            return "continue" if alive else "lost"
+
+        with LeaseKeeper(beat, settings["heartbeat_seconds"]) as keeper:  # loading data may outlast the lease
+            try:
+                cached = self._study(job.study_id)
+            except Exception as exc:
+                self.store.fail_final_job(job.id, self.id, f"loading data: {exc}")
+                return
+        if keeper.answer == "lost":
+            log.warning("final job %d: lease lost while loading its data; abandoning it", job.number)
             return
         log.info("final job %s/%d: trial %s", cached.study.name, job.number, job.params)
         run = _FinalRun(self, job, cached)
@@ -256,15 +284,15 @@ class _TrialRun(Supervisor):
     """One trial's child process, followed by the worker: writes its epochs and checkpoints, then its outcome."""
 
     def __init__(
-        self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache, task: Any, claimed_at: float
+        self, worker: Worker, claimed: ClaimedTrial, cached: _StudyCache, task: Any, first_beat_at: float
     ) -> None:
         run = cached.spec.run
         super().__init__(
             # Before the first trial the context exists only if the worker started (a unit test builds one bare).
             worker._context,
             heartbeat_seconds=run.heartbeat_seconds,
-            # The claim set the lease: renew one heartbeat later, or at once if loading the data took longer.
-            first_beat_at=claimed_at + run.heartbeat_seconds,
+            # The lease keeper renewed the lease while the data loaded: go on from its next renewal.
+            first_beat_at=first_beat_at,
             timeout=cached.spec.search.trial_timeout,
             exiting=worker.exiting,
         )
@@ -272,6 +300,7 @@ class _TrialRun(Supervisor):
         self.task = task
         self.store = worker.store
         self.claimed = claimed
+        self.attempt = claimed.attempt  # every write is refused once another attempt holds the trial
         self.cached = cached
         # Why this worker stopped the child itself (a message the database cannot hold): the trial fails so.
         self.refused: str | None = None
@@ -286,7 +315,9 @@ class _TrialRun(Supervisor):
         self.worker.reap_exited()
 
     def beat(self) -> Beat:
-        return self.store.heartbeat(self.claimed.trial_id, self.worker.id, self.cached.spec.run.lease_seconds)
+        return self.store.heartbeat(
+            self.claimed.trial_id, self.worker.id, self.cached.spec.run.lease_seconds, attempt=self.attempt
+        )
 
     def receive(self, message: Message) -> bool:
         study = self.cached.study
@@ -299,66 +330,72 @@ class _TrialRun(Supervisor):
                     return False  # the child is stopped; conclude() fails the trial
                 others = [o["name"] for o in (study.objectives or [])[1:]]
                 return self.store.record_epoch(
-                    self.claimed.trial_id, self.worker.id, epoch, logs, study.objective_name, study.direction, others
+                    self.claimed.trial_id,
+                    self.worker.id,
+                    epoch,
+                    logs,
+                    study.objective_name,
+                    study.direction,
+                    others,
+                    attempt=self.attempt,
                 )
             case CheckpointWritten(epoch=epoch, uri=uri, sha256=sha256, size_bytes=size):
-                replaced = self.store.record_checkpoint(
-                    NewArtifact(
-                        study_id=study.id,
-                        trial_id=self.claimed.trial_id,
-                        kind="checkpoint",
-                        epoch=epoch,
-                        uri=uri,
-                        sha256=sha256,
-                        size_bytes=size,
-                    )
-                )
-                if replaced is not None:
+                artifact = NewArtifact(
+                    study_id=study.id, trial_id=self.claimed.trial_id, kind="checkpoint", epoch=epoch, uri=uri,
+                    sha256=sha256, size_bytes=size,
+                )  # fmt: skip
+                recorded = self.store.record_checkpoint(artifact, self.worker.id, attempt=self.attempt)
+                if not recorded.accepted:  # a stale attempt: stop the trial, delete nothing (files are the owner's)
+                    log.warning("trial %d: checkpoint refused, another attempt holds it", self.claimed.number)
+                    return False
+                if recorded.replaced is not None:
                     try:
-                        stored_artifact(study.artifact_root, replaced).unlink(missing_ok=True)
+                        stored_artifact(study.artifact_root, recorded.replaced).unlink(missing_ok=True)
                     except UnsafePath as exc:
-                        log.warning("not deleting %s: %s", replaced, exc.what)
+                        log.warning("not deleting %s: %s", recorded.replaced, exc.what)
             case RestartedFromScratch(reason=reason):
                 log.warning("trial %d: %s", self.claimed.number, reason)
-                self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, reason)
+                self.store.restart_from_scratch(self.claimed.trial_id, self.worker.id, reason, attempt=self.attempt)
         return True
 
     def conclude(self, ending: Ending) -> None:
         """Write how the trial ended: completed (pruned if a stop was requested), failed, released or retried."""
-        trial_id, worker_id = self.claimed.trial_id, self.worker.id
+        trial_id, worker_id, attempt = self.claimed.trial_id, self.worker.id, self.attempt
         if self.refused is not None:
-            self.store.finish(trial_id, worker_id, TrialState.FAILED, self.refused, {})
+            self.store.finish(trial_id, worker_id, TrialState.FAILED, self.refused, {}, attempt=attempt)
             return
         if ending.lost:
             log.warning("trial %d: lease lost to another worker; abandoning it", self.claimed.number)
             return
         if ending.request == "pause":
-            self.store.release(trial_id, worker_id)
+            self.store.release(trial_id, worker_id, attempt=attempt)
             return
         match ending.result:
             case TrialDone(values=values, space=space_entries) if (
                 too_long := first_too_long(values, "parameter")
             ) is not None:  # declared in the hypermodel's fit, unseen at creation
-                self.store.finish(trial_id, worker_id, TrialState.FAILED, too_long, {})
+                self.store.finish(trial_id, worker_id, TrialState.FAILED, too_long, {}, attempt=attempt)
             case TrialDone(values=values, space=space_entries):
                 extra_params = {k: v for k, v in values.items() if k not in self.claimed.params}
                 known = {entry["config"]["name"] for entry in self.task.space["space"]}
                 if any(entry["config"]["name"] not in known for entry in space_entries):
                     self.store.extend_space(self.cached.study.id, space_entries)  # declared in fit: new to the study
                 state = TrialState.PRUNED if ending.request == "stop" else TrialState.COMPLETED
-                self.store.finish(trial_id, worker_id, state, None, extra_params)
+                self.store.finish(trial_id, worker_id, state, None, extra_params, attempt=attempt)
             case ChildFailed(reason=reason, recurring=recurring):
-                if recurring:  # every trial would fail so: fail the study first (no coordinator completes it)
+                # Every trial would fail so: fail the study first (no coordinator completes it), if this
+                # attempt still holds the trial (a stale worker never fails a study).
+                if recurring and self.beat() != "lost":
                     message = f"trial {self.claimed.number} failed with an error every trial would repeat: "
                     self.store.set_study_state(self.cached.study.id, StudyState.FAILED, message + first_line(reason))
                     log.error("study %s failed: %s", self.cached.study.name, message + first_line(reason))
-                self.store.finish(trial_id, worker_id, TrialState.FAILED, reason, {})
+                self.store.finish(trial_id, worker_id, TrialState.FAILED, reason, {}, attempt=attempt)
             case _ if ending.timed_out:
                 timeout = self.cached.spec.search.trial_timeout or 0
                 error = f"timed out after {timeout:g}s (search.trial_timeout)"
-                self.store.finish(trial_id, worker_id, TrialState.FAILED, error, {})
+                self.store.finish(trial_id, worker_id, TrialState.FAILED, error, {}, attempt=attempt)
             case _:
-                state_after = self.store.retry(trial_id, worker_id, ending.exit)
+                state_after = self.store.retry(trial_id, worker_id, ending.exit, attempt=attempt)
                 log.warning("trial %d: %s; now %s", self.claimed.number, ending.exit, state_after)
 
 

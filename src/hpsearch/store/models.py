@@ -24,7 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    """Naive UTC: both engines store it the same way. Nodes keep their clocks in sync (NTP)."""
+    """Naive UTC: both engines store it the same way. This node's clock: leases and the timestamps compared
+    across machines use the database server's instead (``statements.DbNow``)."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 
@@ -117,6 +118,9 @@ class Trial(Base):
     rung: Mapped[int | None] = mapped_column(Integer, default=None)
     seed: Mapped[int] = mapped_column(BigInteger)
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), default=None, index=True)
+    # The number of its latest claim (trial_attempts.attempt): the fencing token every write of the worker
+    # holding the trial must match, so a worker that lost its lease cannot write over the next attempt's.
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     retries: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,9 +11,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from hpsearch.records import TrialView
 from hpsearch.store.database import Database, retrying
@@ -26,10 +25,9 @@ from hpsearch.store.models import (
     Trial,
     TrialMetric,
     TrialState,
-    utcnow,
 )
 from hpsearch.store.queue import retry_or_fail
-from hpsearch.store.statements import TAKE_LEASE, insert_new
+from hpsearch.store.statements import TAKE_LEASE, db_now, insert_new, lease_until
 
 
 class Planning(Database):
@@ -131,10 +129,11 @@ class Planning(Database):
     @retrying
     def expire_leases(self, max_retries_by_study: Mapping[int, int]) -> int:
         """RUNNING trials whose lease lapsed go back to QUEUED (or FAILED past max_retries); so do RUNNING
-        final jobs (FAILED after FINAL_JOB_MAX_ATTEMPTS). Returns how many of both."""
-        now = utcnow()
+        final jobs (FAILED after FINAL_JOB_MAX_ATTEMPTS). Returns how many of both. A lease lapses by the
+        database server's clock, the one that wrote it: the coordinator's own clock never matters."""
         expired_count = 0
         with self.session() as session:
+            now = db_now(session.connection())
             expired = session.scalars(
                 select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now).with_for_update()
             ).all()
@@ -156,13 +155,12 @@ class Planning(Database):
     def hold_coordinator_lease(self, study_id: int, holder: str, lease_seconds: float) -> bool:
         """Take or renew the study's coordinator lease; False while another live coordinator holds it. One
         conditional UPDATE (the holder renews, anyone takes a lapsed lease), else an INSERT of a first lease
-        that loses quietly to another coordinator's."""
-        now = utcnow()
-        expires = now + timedelta(seconds=lease_seconds)
-        lease = {"p_study": study_id, "p_holder": holder, "p_now": now, "p_expires": expires}
+        that loses quietly to another coordinator's. Times are the database server's clock."""
+        lease = {"p_study": study_id, "p_holder": holder, "p_lease_seconds": float(lease_seconds)}
         with self.autocommit() as connection:
             if connection.execute(TAKE_LEASE, lease).rowcount:
                 return True
-            first = {"study_id": study_id, "holder": holder, "expires_at": expires}
-            taken = insert_new(connection.dialect.name, CoordinatorLease).returning(CoordinatorLease.holder)
-            return connection.execute(taken, first).first() is not None
+            first = insert_new(connection.dialect.name, CoordinatorLease).values(
+                study_id=bindparam("p_study"), holder=bindparam("p_holder"), expires_at=lease_until()
+            )
+            return connection.execute(first.returning(CoordinatorLease.holder), lease).first() is not None

@@ -10,15 +10,23 @@ Example::
 
     numbers = store.add_trials(study, [NewTrial({"units": 8}, budget_epochs=3)])
     claimed = store.claim(worker_id, study.id)
-    store.record_epoch(claimed.trial_id, worker_id, 1, {"val_loss": 0.3}, "val_loss", "min")
-    store.finish(claimed.trial_id, worker_id, TrialState.COMPLETED)
+    store.record_epoch(claimed.trial_id, worker_id, 1, {"val_loss": 0.3}, "val_loss", "min", attempt=claimed.attempt)
+    store.finish(claimed.trial_id, worker_id, TrialState.COMPLETED, attempt=claimed.attempt)
+
+Fencing: a claim gives the trial its next attempt number (``claimed.attempt``, kept in ``trials.attempt``); a
+worker passes it with every write (``attempt=``) and each write checks it in the same statement, so a worker
+paused past its lease (SIGSTOP, a long GC, a network stall) whose trial was claimed again changes nothing
+when it wakes: its heartbeat answers ``lost``, its epoch, finish and release are refused (False / None) and
+:meth:`Queue.record_checkpoint` answers ``CheckpointRecorded(accepted=False)``. Every time compared across
+machines (leases, a trial's start and end) is the database server's clock, never the worker's.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, CursorResult, delete, func, insert, select, update
@@ -38,11 +46,9 @@ from hpsearch.store.models import (
     TrialParam,
     TrialState,
     Worker,
-    utcnow,
 )
 from hpsearch.store.records import ClaimedTrial, FinalJobRecord, NewArtifact, StudyRecord, new_values
 from hpsearch.store.statements import (
-    ATTEMPTS,
     CLAIM,
     END_ATTEMPT,
     FINISH,
@@ -50,11 +56,13 @@ from hpsearch.store.statements import (
     HEARTBEAT,
     LATEST_CHECKPOINT,
     NEW_ATTEMPT,
+    NOW,
     OWNED,
     WORKER_SEEN,
     WORKER_STATE,
     add_metrics,
     claim_query,
+    db_now,
     end_attempt,
     finite_or_none,
     param_values,
@@ -66,12 +74,26 @@ from hpsearch.store.states import TRANSITIONS, check_finished, check_transition,
 
 HeartbeatAnswer = Literal["continue", "stop", "pause", "lost"]
 
-__all__ = ["TRANSITIONS", "HeartbeatAnswer", "Queue", "retry_or_fail"]
+__all__ = ["TRANSITIONS", "CheckpointRecorded", "HeartbeatAnswer", "Queue", "retry_or_fail"]
 
 
-def _owned(trial_id: int, worker_id: int) -> Any:
-    """OWNED (RUNNING and held by this worker) with this trial and worker bound."""
-    return OWNED.params(p_trial=trial_id, p_worker=worker_id)
+@dataclass(frozen=True)
+class CheckpointRecorded:
+    """What :meth:`Queue.record_checkpoint` did. ``accepted`` False: the writer's attempt no longer holds the
+    trial (a stale worker), nothing was written, and it must stop that trial and delete no file. ``replaced``:
+    the file the row named before, now free to delete (by the owner only).
+
+    >>> CheckpointRecorded(accepted=False).replaced is None
+    True
+    """
+
+    accepted: bool
+    replaced: str | None = None
+
+
+def _owned(trial_id: int, worker_id: int, attempt: int | None) -> Any:
+    """OWNED (RUNNING, held by this worker in this attempt; None: any attempt) with its parameters bound."""
+    return OWNED.params(p_trial=trial_id, p_worker=worker_id, p_attempt=attempt)
 
 
 class Queue(Database):
@@ -136,15 +158,17 @@ class Queue(Database):
             return claim_trial(connection, worker_id, study_id) or claim_final_job_in(connection, worker_id, study_id)
 
     @retrying
-    def heartbeat(self, trial_id: int, worker_id: int, lease_seconds: float) -> HeartbeatAnswer:
-        """Renew the lease. ``lost``: another worker owns the trial now (or it is no longer RUNNING);
-        ``stop``: the strategy stops (prunes) it; ``pause``: its study was stopped, so the trial goes back to
-        the queue to resume later; else ``continue``."""
-        now = utcnow()
-        owner = {"p_trial": trial_id, "p_worker": worker_id}
+    def heartbeat(
+        self, trial_id: int, worker_id: int, lease_seconds: float, *, attempt: int | None = None
+    ) -> HeartbeatAnswer:
+        """Renew the lease until ``lease_seconds`` from now by the database's clock. ``lost``: another worker
+        or attempt owns the trial now (or it is no longer RUNNING); ``stop``: the strategy stops (prunes) it;
+        ``pause``: its study was stopped, so the trial goes back to the queue to resume later; else
+        ``continue``."""
+        owner = {"p_trial": trial_id, "p_worker": worker_id, "p_attempt": attempt}
         with self.autocommit() as connection:  # two facts, each atomic on its own
-            renewed = connection.execute(HEARTBEAT, owner | {"p_lease": now + timedelta(seconds=lease_seconds)}).first()
-            connection.execute(WORKER_SEEN, {"p_worker": worker_id, "p_now": now})
+            renewed = connection.execute(HEARTBEAT, owner | {"p_lease_seconds": float(lease_seconds)}).first()
+            connection.execute(WORKER_SEEN, {"p_worker": worker_id})
         if renewed is None:
             return "lost"
         if renewed.stop_requested:
@@ -161,10 +185,15 @@ class Queue(Database):
         objective: str,
         direction: str,
         other_objectives: Sequence[str] = (),
+        *,
+        attempt: int | None = None,
     ) -> bool:
         """Write one epoch's metrics (idempotent on (trial, epoch, name)) and the best objective so far, with
-        every objective's value at that epoch. Returns False when the worker no longer owns the trial."""
+        every objective's value at that epoch. Returns False when the worker (in ``attempt``) no longer owns
+        the trial; then nothing is written (the metric rows are guarded by the same statement on PostgreSQL,
+        the same transaction on SQLite)."""
         parameters: dict[str, Any] = {"p_trial": trial_id, "p_worker": worker_id, "p_epoch": epoch}
+        parameters["p_attempt"] = attempt
         value = logs.get(objective)
         scored = value is not None and math.isfinite(value)
         if value is not None and scored:
@@ -176,35 +205,48 @@ class Queue(Database):
             if connection.dialect.name == "postgresql":
                 names = {"p_names": list(logs), "p_logs": [finite_or_none(float(v)) for v in logs.values()]}
                 statement = report_with_metrics(direction, scored)
-                return connection.execute(statement, parameters | names | {"p_now": utcnow()}).first() is not None
+                return connection.execute(statement, parameters | names).first() is not None
             if connection.execute(report(direction, scored), parameters).first() is None:
                 return False
             add_metrics(connection, TrialMetric, {"trial_id": trial_id, "epoch": epoch}, logs)
             return True
 
     @retrying
-    def record_checkpoint(self, checkpoint: NewArtifact) -> str | None:
-        """A trial keeps one checkpoint row, its latest; returns the file it replaces (now free to delete).
-        Each epoch writes a new file, so the row always names a complete file whose sha256 it holds."""
-        with self.session() as session:
-            existing = session.scalar(
-                select(Artifact)
-                .where(Artifact.trial_id == checkpoint.trial_id, Artifact.kind == "checkpoint")
-                .with_for_update()
-            )
-            session.execute(
+    def record_checkpoint(
+        self, checkpoint: NewArtifact, worker_id: int | None = None, *, attempt: int | None = None
+    ) -> CheckpointRecorded:
+        """A trial keeps one checkpoint row, its latest. Each epoch writes a new file (named by its attempt),
+        so the row always names a complete file whose sha256 it holds. With ``worker_id`` (a worker: always)
+        the row changes only while that worker holds the trial in ``attempt``, checked under the trial's row
+        lock in the same transaction; else the answer is ``accepted=False`` and nothing changes."""
+        trial_id = checkpoint.trial_id
+        with self.transaction() as connection:
+            this_attempt: Any = TrialAttempt.ended_at.is_(None)
+            if worker_id is not None:
+                owner = connection.execute(
+                    select(Trial.attempt).where(_owned(trial_id or -1, worker_id, attempt)).with_for_update()
+                ).first()
+                if owner is None:
+                    return CheckpointRecorded(accepted=False)
+                this_attempt = TrialAttempt.attempt == owner.attempt
+            connection.execute(
                 update(TrialAttempt)
-                .where(TrialAttempt.trial_id == checkpoint.trial_id, TrialAttempt.ended_at.is_(None))
+                .where(TrialAttempt.trial_id == trial_id, this_attempt)
                 .values(last_checkpoint_epoch=checkpoint.epoch)
             )
+            existing = connection.execute(
+                select(Artifact.id, Artifact.uri)
+                .where(Artifact.trial_id == trial_id, Artifact.kind == "checkpoint")
+                .with_for_update()
+            ).first()
+            values = new_values(checkpoint, NewArtifact)
             if existing is None:
-                session.add(Artifact(**new_values(checkpoint, NewArtifact)))
-                return None
-            replaced = existing.uri
-            existing.epoch, existing.uri = checkpoint.epoch, checkpoint.uri
-            existing.sha256, existing.size_bytes = checkpoint.sha256, checkpoint.size_bytes
-            existing.created_at = utcnow()
-            return replaced if replaced != checkpoint.uri else None
+                connection.execute(insert(Artifact).values(**values, created_at=NOW))
+                return CheckpointRecorded(accepted=True)
+            changed = {k: values[k] for k in ("epoch", "uri", "sha256", "size_bytes")}
+            connection.execute(update(Artifact).where(Artifact.id == existing.id).values(**changed, created_at=NOW))
+            replaced = existing.uri if existing.uri != checkpoint.uri else None
+            return CheckpointRecorded(accepted=True, replaced=replaced)
 
     @retrying
     def finish(
@@ -214,14 +256,17 @@ class Queue(Database):
         state: TrialState,
         error: str | None = None,
         extra_params: Mapping[str, Value] | None = None,
+        *,
+        attempt: int | None = None,
     ) -> bool:
         """End a trial the worker owns, RUNNING -> COMPLETED, PRUNED or FAILED (False if it does not own it;
         a TransitionError for any other ``state``): its state, duration and error (appended to an earlier
-        attempt's), its attempt, the worker idle, and parameters it declared while training."""
+        attempt's), its attempt, the worker idle, and parameters it declared while training. With ``attempt``,
+        only that attempt's worker may end it (fencing)."""
         check_finished(state)
         parameters = {
             "p_trial": trial_id, "p_worker": worker_id, "p_outcome": state, "p_error": error,
-            "p_state": "IDLE", "p_now": utcnow(),
+            "p_state": "IDLE", "p_attempt": attempt,
         }  # fmt: skip
         if not extra_params and self.engine.dialect.name == "postgresql":
             with self.autocommit() as connection:
@@ -239,40 +284,42 @@ class Queue(Database):
             return True
 
     @retrying
-    def release(self, trial_id: int, worker_id: int) -> None:
+    def release(self, trial_id: int, worker_id: int, *, attempt: int | None = None) -> None:
         """Give a trial back to the queue unharmed (its study was stopped), RUNNING -> QUEUED; it resumes
-        from its checkpoint. Nothing happens when the worker no longer owns it."""
+        from its checkpoint. Nothing happens when the worker (in ``attempt``) no longer owns it."""
         check_transition(TrialState.RUNNING, TrialState.QUEUED)
         with self.session() as session:
-            if session.scalar(select(Trial.id).where(_owned(trial_id, worker_id))) is None:
+            owned = _owned(trial_id, worker_id, attempt)
+            if session.scalar(select(Trial.id).where(owned).with_for_update()) is None:
                 return
-            end_attempt(session.connection(), trial_id, "RELEASED", utcnow())
+            end_attempt(session.connection(), trial_id, "RELEASED")
             session.execute(
                 update(Trial)
-                .where(_owned(trial_id, worker_id))
+                .where(owned)
                 .values(state=TrialState.QUEUED, worker_id=None, lease_expires_at=None)
             )
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
 
     @retrying
-    def retry(self, trial_id: int, worker_id: int, reason: str) -> str | None:
+    def retry(self, trial_id: int, worker_id: int, reason: str, *, attempt: int | None = None) -> str | None:
         """After a crash: RUNNING -> QUEUED to resume from its last checkpoint, or FAILED past max_retries.
-        Returns the new state (None when this worker no longer owns the trial)."""
+        Returns the new state (None when this worker, in ``attempt``, no longer owns the trial)."""
         with self.session() as session:
-            trial = session.scalar(select(Trial).where(_owned(trial_id, worker_id)).with_for_update())
+            trial = session.scalar(select(Trial).where(_owned(trial_id, worker_id, attempt)).with_for_update())
             if trial is None:
                 return None
             study = session.get_one(Study, trial.study_id)
-            retry_or_fail(session, trial, reason, study.spec["search"]["max_retries"], utcnow())
+            now = db_now(session.connection())
+            retry_or_fail(session, trial, reason, study.spec["search"]["max_retries"], now)
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
             return trial.state
 
     @retrying
-    def restart_from_scratch(self, trial_id: int, worker_id: int, reason: str) -> None:
+    def restart_from_scratch(self, trial_id: int, worker_id: int, reason: str, *, attempt: int | None = None) -> None:
         """Its checkpoint was unusable: forget the trial's progress (metrics, objective) and say why. The
-        trial stays RUNNING."""
+        trial stays RUNNING. Nothing happens when the worker (in ``attempt``) no longer owns it."""
         with self.session() as session:
-            trial = session.scalar(select(Trial).where(_owned(trial_id, worker_id)).with_for_update())
+            trial = session.scalar(select(Trial).where(_owned(trial_id, worker_id, attempt)).with_for_update())
             if trial is None:
                 return
             session.execute(delete(TrialMetric).where(TrialMetric.trial_id == trial_id))
@@ -293,7 +340,7 @@ class Queue(Database):
             result = session.execute(
                 update(Trial)
                 .where(Trial.study_id == study_id, guard(Trial.state, TrialState.QUEUED, TrialState.PRUNED))
-                .values(state=TrialState.PRUNED, error=reason, finished_at=utcnow())
+                .values(state=TrialState.PRUNED, error=reason, finished_at=NOW)
             )
             return int(cast(CursorResult[Any], result).rowcount or 0)
 
@@ -309,8 +356,8 @@ class Queue(Database):
 
 
 def claim_trial(connection: Connection, worker_id: int, study_id: int | None) -> ClaimedTrial | None:
-    """The body of Queue.claim, in the caller's transaction."""
-    now = utcnow()
+    """The body of Queue.claim, in the caller's transaction. The lease and the start time are the database's
+    clock; the trial's attempt number goes up by one (the new fencing token)."""
     row = connection.execute(claim_query(study_id is not None), {"p_study": study_id}).first()
     if row is None:
         return None
@@ -327,12 +374,11 @@ def claim_trial(connection: Connection, worker_id: int, study_id: int | None) ->
     if checkpoint is None and row.parent_trial_id is not None:
         note = f"parent's checkpoint is gone (freed?); training from epoch 0, not {row.initial_epoch}"
         error = f"{error}\n{note}" if error else note
-    attempts = int(connection.scalar(ATTEMPTS, {"p_trial": trial_id}) or 0) if claimed_before else 0
+    attempt = int(row.attempt or 0) + 1
     start_epoch = (checkpoint.epoch or 0) if checkpoint else 0
     claim = {
-        "p_trial": trial_id, "p_worker": worker_id, "p_lease": now + timedelta(seconds=row.run["lease_seconds"]),
-        "p_started": row.started_at or now, "p_error": error, "p_attempt": attempts + 1,
-        "p_start_epoch": start_epoch, "p_now": now, "p_state": "BUSY",
+        "p_trial": trial_id, "p_worker": worker_id, "p_lease_seconds": float(row.run["lease_seconds"]),
+        "p_error": error, "p_attempt": attempt, "p_start_epoch": start_epoch, "p_state": "BUSY",
     }  # fmt: skip
     together(connection, (CLAIM, NEW_ATTEMPT, WORKER_STATE), claim)
     return ClaimedTrial(
@@ -346,6 +392,9 @@ def claim_trial(connection: Connection, worker_id: int, study_id: int | None) ->
         seed=row.seed,
         checkpoint_uri=checkpoint.uri if checkpoint else None,
         checkpoint_sha256=checkpoint.sha256 if checkpoint else None,
+        attempt=attempt,
+        lease_seconds=float(row.run["lease_seconds"]),
+        heartbeat_seconds=float(row.run.get("heartbeat_seconds", 5.0)),
     )
 
 
@@ -353,7 +402,7 @@ def retry_or_fail(session: Session, trial: Trial, reason: str, max_retries: int,
     """A RUNNING trial whose attempt was lost: QUEUED again, or FAILED once it has used ``max_retries``."""
     new = TrialState.FAILED if trial.retries + 1 > max_retries else TrialState.QUEUED
     check_transition(trial.state, new)
-    end_attempt(session.connection(), trial.id, "LOST", now)
+    end_attempt(session.connection(), trial.id, "LOST")
     trial.error = f"{trial.error}\n{reason}" if trial.error else reason
     trial.retries += 1
     trial.lease_expires_at = None

@@ -209,6 +209,11 @@ class ClaimedTrial:
     seed: int
     checkpoint_uri: str | None
     checkpoint_sha256: str | None
+    # This claim's number (1 for the first): the fencing token the worker passes with every write.
+    attempt: int = 1
+    # The study's [run] lease and renewal interval: the worker renews from the claim on, before it loads data.
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -59,7 +60,6 @@ from hpsearch.store.models import (
     TrialMetric,
     TrialState,
     Worker,
-    utcnow,
 )
 from hpsearch.store.states import FINAL_JOB_TRANSITIONS, guard
 
@@ -100,6 +100,7 @@ def claim_query(one_study: bool) -> Any:
             Trial.seed,
             Trial.started_at,
             Trial.error,
+            Trial.attempt,
             Study.name.label("study_name"),
             Study.spec["run"].label("run"),
         )
@@ -134,12 +135,71 @@ def _seconds_since_sqlite(element: SecondsSince, compiler: Any, **kw: Any) -> st
     return f"(julianday({compiler.process(end, **kw)}) - julianday({compiler.process(start, **kw)})) * 86400.0"
 
 
-NOW = bindparam("p_now", type_=DateTime)
+class DbNow(FunctionElement[datetime]):
+    """The database server's clock (naive UTC, as every DateTime column holds it), read by the statement.
+
+    Why: leases are written by workers and judged by coordinators on other machines; a worker an hour behind
+    would lose every claim and one an hour ahead would hold dead trials an hour. With every lease and every
+    timestamp compared across machines taken from this one clock, a node's own clock never matters. SQLite is
+    in-process, so its "now" is the one machine's clock (six-digit fractions: SQLAlchemy's storage format,
+    which keeps stored strings comparable)."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(DbNow, "postgresql")
+def _db_now_postgresql(element: DbNow, compiler: Any, **kw: Any) -> str:
+    return "(now() AT TIME ZONE 'utc')"
+
+
+@compiles(DbNow)
+def _db_now_sqlite(element: DbNow, compiler: Any, **kw: Any) -> str:
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+
+
+class DbNowPlus(FunctionElement[datetime]):
+    """The database server's clock plus a number of seconds (a lease's end; negative: a time ago). Example:
+    ``DbNowPlus(bindparam("p_lease_seconds", type_=Float))``."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(DbNowPlus, "postgresql")
+def _now_plus_postgresql(element: DbNowPlus, compiler: Any, **kw: Any) -> str:
+    (seconds,) = element.clauses
+    return f"((now() AT TIME ZONE 'utc') + make_interval(secs => {compiler.process(seconds, **kw)}))"
+
+
+@compiles(DbNowPlus)
+def _now_plus_sqlite(element: DbNowPlus, compiler: Any, **kw: Any) -> str:
+    (seconds,) = element.clauses
+    modifier = f"printf('%+.6f seconds', {compiler.process(seconds, **kw)})"
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', {modifier}) || '000')"
+
+
+def lease_until(name: str = "p_lease_seconds") -> DbNowPlus:
+    """A lease's end: the database's clock plus the seconds bound as ``name``."""
+    return DbNowPlus(bindparam(name, type_=Float))
+
+
+def seconds_from_now(seconds: float) -> DbNowPlus:
+    """The database's clock plus ``seconds`` (a literal value bound in place; negative for the past)."""
+    return DbNowPlus(literal(float(seconds), Float))
+
+
+# Every "now" a statement writes or compares is the database server's (``p_now`` given by callers is unused).
+NOW = DbNow()
 STUDY_STATE = select(Study.state).where(Study.id == bindparam("p_study"))
-# A trial this worker owns: RUNNING, held by ``p_worker``; from there it finishes or goes back to the queue.
+# A trial this worker owns: RUNNING, held by ``p_worker`` in attempt ``p_attempt`` (its fencing token, from
+# its claim); from there it finishes or goes back to the queue. A worker paused past its lease whose trial
+# was claimed again (even by itself) no longer matches: its late writes change nothing. A caller that passes
+# no attempt (None: tools and tests) is fenced by the worker alone.
 OWNED = and_(
     Trial.id == bindparam("p_trial"),
     Trial.worker_id == bindparam("p_worker"),
+    Trial.attempt == func.coalesce(bindparam("p_attempt", type_=Integer), Trial.attempt),
     guard(Trial.state, TrialState.RUNNING, *FINISHED_STATES, TrialState.QUEUED),
 )
 CLAIM = (
@@ -148,9 +208,10 @@ CLAIM = (
     .values(
         state=TrialState.RUNNING,
         worker_id=bindparam("p_worker"),
-        lease_expires_at=bindparam("p_lease", type_=DateTime),
+        attempt=bindparam("p_attempt", type_=Integer),
+        lease_expires_at=lease_until(),
         stop_requested=False,
-        started_at=bindparam("p_started", type_=DateTime),
+        started_at=func.coalesce(Trial.started_at, NOW),
         error=bindparam("p_error"),
     )
 )
@@ -160,7 +221,6 @@ LATEST_CHECKPOINT = (
     .order_by(Artifact.id.desc())
     .limit(1)
 )
-ATTEMPTS = select(func.count()).where(TrialAttempt.trial_id == bindparam("p_trial"))
 NEW_ATTEMPT = insert(TrialAttempt).values(
     trial_id=bindparam("p_trial"),
     attempt=bindparam("p_attempt"),
@@ -171,7 +231,7 @@ NEW_ATTEMPT = insert(TrialAttempt).values(
 HEARTBEAT = (
     update(Trial)
     .where(OWNED)
-    .values(lease_expires_at=bindparam("p_lease", type_=DateTime))
+    .values(lease_expires_at=lease_until())
     .returning(
         Trial.stop_requested,
         select(Study.state).where(Study.id == Trial.study_id).scalar_subquery().label("study_state"),
@@ -201,7 +261,7 @@ TAKE_LEASE = (
         CoordinatorLease.study_id == bindparam("p_study"),
         or_(CoordinatorLease.holder == bindparam("p_holder"), CoordinatorLease.expires_at <= NOW),
     )
-    .values(holder=bindparam("p_holder"), expires_at=bindparam("p_expires", type_=DateTime))
+    .values(holder=bindparam("p_holder"), expires_at=lease_until())
 )
 WORKER_SEEN = update(Worker).where(Worker.id == bindparam("p_worker")).values(last_heartbeat_at=NOW)
 WORKER_STATE = WORKER_SEEN.values(state=bindparam("p_state"))
@@ -284,15 +344,18 @@ def final_job_query(one_job: bool, one_study: bool) -> Any:
 
 def add_metrics(connection: Connection, table: Any, owner: dict[str, int], logs: Mapping[str, float]) -> None:
     """One epoch's logs as metric rows of ``owner``; a row already there is kept (writes are idempotent)."""
-    now = utcnow()
-    rows = [
-        {**owner, "name": name, "value": finite_or_none(float(value)), "recorded_at": now}
-        for name, value in logs.items()
-    ]
+    rows = [{**owner, "name": name, "value": finite_or_none(float(value))} for name, value in logs.items()]
     if rows:
-        connection.execute(insert_new(connection.dialect.name, table), rows)
+        connection.execute(insert_new(connection.dialect.name, table).values(recorded_at=NOW), rows)
 
 
-def end_attempt(connection: Connection, trial_id: int, outcome: str, now: Any) -> None:
+def end_attempt(connection: Connection, trial_id: int, outcome: str) -> None:
     """Close a trial's open attempt with ``outcome`` (LOST, RELEASED, or the trial's final state)."""
-    connection.execute(END_ATTEMPT, {"p_trial": trial_id, "p_outcome": outcome, "p_now": now})
+    connection.execute(END_ATTEMPT, {"p_trial": trial_id, "p_outcome": outcome})
+
+
+def db_now(connection: Connection) -> datetime:
+    """The database server's clock now (naive UTC), for a value computed in Python (a duration)."""
+    now = connection.scalar(select(NOW))
+    assert isinstance(now, datetime)
+    return now
