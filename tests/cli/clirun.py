@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -16,6 +17,8 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     saved = sys.argv, logging.root.handlers[:], logging.root.level
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     sys.argv = ["hpsearch", *argv]
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "250"  # rich reads it per print: wide tables, no cell cut to "…" in assertions
     capsys.readouterr()
     try:
         cli.main()
@@ -28,5 +31,9 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         logging.getLogger("hpsearch").setLevel(logging.NOTSET)
         signal.signal(signal.SIGTERM, handlers[0])
         signal.signal(signal.SIGINT, handlers[1])
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
     captured = capsys.readouterr()
     return code, captured.out, captured.err

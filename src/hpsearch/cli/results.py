@@ -35,6 +35,9 @@ def _trial_dict(trial: Trial) -> dict[str, Any]:
         "params": trial.params,
         "duration_seconds": trial.duration_seconds,
         "error": trial.error.splitlines()[0] if trial.error else None,
+        "bracket": trial.bracket,
+        "rung": trial.rung,
+        "parent_trial_id": trial.parent_trial_id,
     }
 
 
@@ -159,23 +162,40 @@ def trials(
         raise UsageError("--sort", f"must be 'number' or 'objective', not {sort!r}")
     store = open_store(db)
     item = store.study(study)
-    rows = [_trial_dict(t) for t in store.trials(item.id, sort=sort, limit=limit, direction=item.direction)]
+    found = store.trials(item.id, sort=sort, limit=limit, direction=item.direction)
+    # A parent (Hyperband, ASHA, BOHB: the trial this one continues) is shown by its number, not its row id;
+    # one outside a --limit page is looked up.
+    numbers = {t.id: t.number for t in found}
+    for parent in {t.parent_trial_id for t in found if t.parent_trial_id is not None} - numbers.keys():
+        numbers[parent] = store.trial_by_id(parent).number
+    rows = [
+        {**_trial_dict(t), "parent": None if t.parent_trial_id is None else numbers[t.parent_trial_id]} for t in found
+    ]
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table("#", "state", item.objective_name, "best epoch", "epochs", "params", "error")
+    # Bracket, rung and parent columns only for the algorithms that set them (the multi-fidelity ones).
+    staged = any(row["bracket"] is not None or row["rung"] is not None or row["parent"] is not None for row in rows)
+    extra = ("bracket", "rung", "parent") if staged else ()
+    table = Table("#", "state", item.objective_name, "best epoch", "epochs", *extra, "params", "error")
     for row in rows:
         objective = f"{row['objective']:.4f}" if row["objective"] is not None else "-"
+        cells = [_dash(row[name]) for name in extra]
         table.add_row(
             str(row["number"]),
             row["state"],
             objective,
             str(row["best_epoch"] or "-"),
             str(row["epochs_done"]),
+            *cells,
             _format_params(row["params"]),
             row["error"] or "",
         )
     out.print(table)
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 @app.command()
@@ -185,14 +205,19 @@ def show(study: str, number: TrialNumber, db: DbOption = None, as_json: JsonOpti
     item = store.study(study)
     trial = store.trial(item.id, number)
     curve = store.metrics(trial.id)
-    attempts = [
+    claims = store.attempts(trial.id)
+    workers = store.workers_by_id([a.worker_id for a in claims if a.worker_id is not None])
+    attempts: list[dict[str, Any]] = [
         {
             "attempt": a.attempt,
+            "worker": _worker_name(workers, a.worker_id),
             "start_epoch": a.start_epoch,
             "last_checkpoint_epoch": a.last_checkpoint_epoch,
+            "started_at": a.started_at.isoformat(sep=" ", timespec="seconds"),
+            "ended_at": a.ended_at.isoformat(sep=" ", timespec="seconds") if a.ended_at else None,
             "outcome": a.outcome,
         }
-        for a in store.attempts(trial.id)
+        for a in claims
     ]
     if as_json:
         out.print_json(data={**_trial_dict(trial), "error": trial.error, "attempts": attempts, "curve": curve})
@@ -203,11 +228,31 @@ def show(study: str, number: TrialNumber, db: DbOption = None, as_json: JsonOpti
     out.print(f"  {item.objective_name} = {objective} at epoch {trial.best_epoch}", highlight=False)
     if trial.error:
         out.print(f"  error: {trial.error}", highlight=False, markup=False)
+    claims_table = Table("attempt", "worker", "from epoch", "started (UTC)", "ended (UTC)", "outcome", title="attempts")
+    for row in attempts:
+        claims_table.add_row(
+            str(row["attempt"]),
+            row["worker"] or "-",
+            str(row["start_epoch"]),
+            row["started_at"],
+            row["ended_at"] or "-",
+            row["outcome"] or ("running" if trial.state == "RUNNING" else "-"),
+        )
+    if attempts:
+        out.print(claims_table)
     names = sorted({name for values in curve.values() for name in values})
     table = Table("epoch", *names, title="learning curve")
     for epoch, values in curve.items():
         table.add_row(str(epoch), *(f"{values[n]:.4f}" if values.get(n) is not None else "-" for n in names))
     out.print(table)
+
+
+def _worker_name(workers: dict[int, Any], worker_id: int | None) -> str | None:
+    """A worker's name, with its host unless the name holds it (``node-1-4242``)."""
+    worker = workers.get(worker_id) if worker_id is not None else None
+    if worker is None:
+        return None
+    return str(worker.name if worker.host in worker.name else f"{worker.name} ({worker.host})")
 
 
 @app.command()
@@ -363,3 +408,6 @@ def export(
     text = write_frame(frame, fmt, output)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    elif output is not None:
+        what = "metric rows" if metrics else "trials"
+        out.print(f"wrote {len(frame)} {what} of {item.name} to {output.absolute()} ({fmt})", highlight=False)
