@@ -32,17 +32,20 @@ class Collected:
     freed_bytes: int
 
 
-def needed(trials: list[TrialRecord], study_running: bool, best: TrialRecord | None) -> set[int]:
-    """Ids of the trials whose checkpoint may still be read.
+def needed(trials: list[TrialRecord], may_promote: bool, best: TrialRecord | None) -> set[int]:
+    """Ids of the trials whose checkpoint may still be read. ``may_promote``: the study may still plan trials
+    (it is not COMPLETED), so a successive-halving trial not promoted yet may still be.
 
-    Example: ``needed(store.trials(study.id), study_running=True, best=store.best_trial(study))`` -> ``{4, 7}``.
+    Example: ``needed(store.trials(study.id), may_promote=True, best=store.best_trial(study))`` -> ``{4, 7}``.
     """
     active = [t for t in trials if t.state in (TrialState.QUEUED, TrialState.RUNNING)]
     keep = {t.id for t in active}  # they resume from their own checkpoint
     keep |= {t.parent_trial_id for t in active if t.parent_trial_id is not None}  # promotions yet to start
-    if study_running:
+    if may_promote:
         promoted = {t.parent_trial_id for t in trials if t.parent_trial_id is not None}
-        # A successive-halving trial not promoted yet may still be.
+        # A successive-halving trial not promoted yet may still be: also in a STOPPED (or FAILED) study, whose
+        # coordinator plans the promotion only once it is resumed (issue 24: gc of a stopped Hyperband study
+        # freed the parent, and the promoted trial trained from epoch 0).
         keep |= {
             t.id for t in trials if t.rung is not None and t.state == TrialState.COMPLETED and t.id not in promoted
         }
@@ -58,7 +61,7 @@ def collect(store: Store, study: StudyRecord, *, dry_run: bool = False) -> Colle
     Example: ``collect(store, store.study("mnist_mlp")).freed`` -> ``9``.
     """
     trials = store.trials(study.id)
-    keep = needed(trials, study.state == StudyState.RUNNING, store.best_trial(study))
+    keep = needed(trials, study.state != StudyState.COMPLETED, store.best_trial(study))
     freed = freed_bytes = kept = 0
     doomed = []
     for artifact in store.checkpoints(study.id):
@@ -74,8 +77,9 @@ def collect(store: Store, study: StudyRecord, *, dry_run: bool = False) -> Colle
                 stored_artifact(study.artifact_root, artifact.uri).unlink(missing_ok=True)
     if not dry_run:
         store.delete_artifacts(doomed)
-    if study.state != StudyState.RUNNING:
-        # Files a killed worker wrote but never recorded; while a study runs they may be about to be.
+    if study.state != StudyState.RUNNING and not any(t.state == TrialState.RUNNING for t in trials):
+        # Files a killed worker wrote but never recorded; while a study (or a trial still stopping) runs they
+        # may be about to be.
         recorded = {Path(a.uri).resolve() for a in store.checkpoints(study.id)}
         trials_dir = artifact_path(study.artifact_root, study.name, "trials")
         for orphan in trials_dir.glob(f"*/{ORPHAN_GLOB}"):
