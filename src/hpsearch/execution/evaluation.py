@@ -45,7 +45,8 @@ class SliceRow:
 class Evaluation:
     task: Task
     class_rows: list[ClassRow] = field(default_factory=list)
-    # {"labels": [...], "matrix": [[count of true label i predicted as j]]}
+    # {"labels": [...], "matrix": [[count of true label i predicted as j]]}, and "class_names": the name of each
+    # label, in the same order, when the data loader gave them (the report shows them instead of 0, 1, ...).
     confusion: dict[str, list[object]] | None = None
     slice_rows: list[SliceRow] = field(default_factory=list)
 
@@ -76,7 +77,11 @@ def binary_scores(predictions: np.ndarray) -> np.ndarray:
     return scores
 
 
-def class_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> tuple[list[ClassRow], dict]:
+def class_report(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int], class_names: Sequence[str] | None = None
+) -> tuple[list[ClassRow], dict]:
+    """Per-class rows (labelled by class index, as stored) and the confusion matrix; with ``class_names`` the
+    matrix's JSON also carries each label's name (a label the names do not reach keeps its index)."""
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=list(labels), zero_division=0
     )
@@ -85,7 +90,11 @@ def class_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) 
         for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
     ]
     matrix = confusion_matrix(y_true, y_pred, labels=list(labels))
-    return rows, {"labels": [str(label) for label in labels], "matrix": matrix.tolist()}
+    confusion: dict[str, list[object]] = {"labels": [str(label) for label in labels], "matrix": matrix.tolist()}
+    if class_names:
+        names = list(class_names)
+        confusion["class_names"] = [names[label] if 0 <= label < len(names) else str(label) for label in labels]
+    return rows, confusion
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -145,6 +154,7 @@ def evaluate_predictions(
     thresholds: Sequence[float] = (0.1, 0.5, 0.9),
     features: Mapping[str, np.ndarray] | None = None,
     slices: Sequence[Sequence[str]] = (),
+    class_names: Sequence[str] | None = None,
 ) -> Evaluation:
     predictions = np.asarray(predictions)
     chosen: Task = infer_task(y, predictions) if task == "auto" else task
@@ -153,12 +163,12 @@ def evaluate_predictions(
     labels_true = true_labels(y)
     if chosen == "binary":
         scores = binary_scores(predictions)
-        rows, confusion = class_report(labels_true, (scores >= 0.5).astype(np.int64), [0, 1])
+        rows, confusion = class_report(labels_true, (scores >= 0.5).astype(np.int64), [0, 1], class_names)
         missing = [name for group in slices for name in group if name not in (features or {})]
         if missing:
             raise ValueError(f"promote.slices names {missing[0]!r}, which the data loader's 'slices' does not hold")
         return Evaluation("binary", rows, confusion, slice_table(y, scores, thresholds, features or {}, slices))
     predicted = np.argmax(predictions.reshape(len(predictions), -1), axis=1)
     classes = predictions.shape[1] if predictions.ndim > 1 else int(labels_true.max()) + 1
-    rows, confusion = class_report(labels_true, predicted, range(classes))
+    rows, confusion = class_report(labels_true, predicted, range(classes), class_names)
     return Evaluation("multiclass", rows, confusion)

@@ -284,6 +284,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
         thresholds=task.thresholds,
         features=test.slices,
         slices=task.slices,
+        class_names=test.class_names,
     )
     written, skipped = export_model(model, out, task.formats, test.x, np.asarray(predictions))
     written["predictions"] = out / "test_predictions.npy"  # what the exported models must reproduce

@@ -3,6 +3,7 @@ what the loader returns. Importing a hypermodel imports keras; loading data does
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ class Split:
     weight: np.ndarray | None = None
     # Test split only: features to slice the evaluation by (the loader's "slices"), aligned with y.
     slices: Mapping[str, np.ndarray] | None = None
+    # Test split only: the name of each class index (the loader's "class_names"), for the final evaluation.
+    class_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -149,10 +152,12 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
     """Turn a loader's return value into splits, or raise one UserCodeError saying what is wrong."""
     if not isinstance(raw, Mapping):
         raise UserCodeError(where, f"returned a {type(raw).__name__}; expected a dict with 'train' and 'validation'")
-    unknown = set(raw) - {*SPLITS, "slices"}
+    unknown = set(raw) - {*SPLITS, "slices", "class_names"}
     if unknown:
         raise UserCodeError(
-            where, f"returned unknown splits {sorted(unknown)}; expected {list(SPLITS)} and optionally 'slices'"
+            where,
+            f"returned unknown splits {sorted(unknown)}; expected {list(SPLITS)} and optionally 'slices', "
+            "'class_names'",
         )
     dataset: Dataset = {}
     for name in SPLITS:
@@ -183,6 +188,8 @@ def validate_dataset(raw: Any, where: str) -> Dataset:
         dataset[name] = Split(x, y, weight)
     if "slices" in raw:
         dataset["test"] = _with_slices(dataset, raw["slices"], where)
+    if "class_names" in raw:
+        dataset["test"] = _with_class_names(dataset, raw["class_names"], where)
     shapes = {n: _feature_shape(s.x) for n, s in dataset.items()}
     if len({repr(s) for s in shapes.values()}) != 1:
         raise UserCodeError(where, f"splits have different input shapes {shapes}")
@@ -209,6 +216,28 @@ def _with_slices(dataset: Dataset, raw: Any, where: str) -> Split:
             )
         slices[str(feature)] = column
     return Split(test.x, test.y, test.weight, slices)
+
+
+def _with_class_names(dataset: Dataset, raw: Any, where: str) -> Split:
+    """The loader's "class_names": one name per class index (``["died", "survived"]``, or a scikit-learn
+    dataset's ``target_names``), which the final model's evaluation shows instead of 0, 1, ..."""
+    test = dataset.get("test")
+    if test is None:
+        raise UserCodeError(f"{where}: class_names", "given without a 'test' split to evaluate")
+    if isinstance(raw, str | bytes | Mapping) or not hasattr(raw, "__len__"):
+        raise UserCodeError(f"{where}: class_names", "must be a list of names, one per class index (0, 1, ...)")
+    names = tuple(str(name) for name in raw)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserCodeError(f"{where}: class_names", f"must name at least two classes, each once; got {list(names)}")
+    y = np.asarray(test.y)
+    if y.ndim > 1 and y.shape[1] > 1:  # one-hot rows
+        if y.shape[1] != len(names):
+            raise UserCodeError(f"{where}: class_names", f"names {len(names)} classes; the labels have {y.shape[1]}")
+    elif y.dtype.kind in "biu" and len(y) and (int(y.max()) >= len(names) or int(y.min()) < 0):
+        raise UserCodeError(
+            f"{where}: class_names", f"names {len(names)} classes; the test labels go up to {int(y.max())}"
+        )
+    return Split(test.x, test.y, test.weight, test.slices, names)
 
 
 def _feature_shape(x: Inputs) -> Any:
@@ -241,6 +270,8 @@ def save_dataset(dataset: Dataset, directory: Path) -> None:
             np.save(directory / f"{name}.w.npy", split.weight)
         for feature, column in (split.slices or {}).items():
             np.save(directory / f"{name}.s.{feature}.npy", column)
+        if split.class_names is not None:
+            (directory / f"{name}.classes.json").write_text(json.dumps(list(split.class_names)), encoding="utf-8")
 
 
 def keras_inputs(x: Inputs) -> Any:
@@ -265,5 +296,7 @@ def open_dataset(directory: Path) -> Dataset:
         w_path = directory / f"{name}.w.npy"
         weight = np.load(w_path, mmap_mode="r") if w_path.exists() else None
         slices = {p.name.split(".")[2]: np.load(p) for p in sorted(directory.glob(f"{name}.s.*.npy"))}  # identifiers
-        dataset[name] = Split(x, np.load(y_path, mmap_mode="r"), weight, slices or None)
+        names_path = directory / f"{name}.classes.json"
+        names = tuple(json.loads(names_path.read_text(encoding="utf-8"))) if names_path.exists() else None
+        dataset[name] = Split(x, np.load(y_path, mmap_mode="r"), weight, slices or None, names)
     return dataset

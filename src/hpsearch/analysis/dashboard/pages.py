@@ -21,7 +21,7 @@ from hpsearch.analysis.dashboard.figures import metrics_figure, pareto_figure
 from hpsearch.analysis.dashboard.importance import Importances
 from hpsearch.analysis.dashboard.layout import Section, View, cell, note, path_of, table
 from hpsearch.analysis.report import figures
-from hpsearch.analysis.report.data import ReportData, load_report_data
+from hpsearch.analysis.report.data import ReportData, class_label_names, load_report_data
 from hpsearch.analysis.report.page import escape, section_parts
 from hpsearch.analysis.report.plotting import figure_json, fmt
 from hpsearch.store import Store
@@ -239,9 +239,11 @@ def _final_job(job: dict[str, Any]) -> Section:
     if job["test_metrics"]:
         parts.append(table(["test metric", "value"], [[_e(k), cell(v)] for k, v in job["test_metrics"].items()]))
     if job["classes"]:
-        columns = ("class_label", "precision", "recall", "f1", "support")
+        names = class_label_names(job["confusion_matrix"])  # names where the data loader gave them
+        columns = ("precision", "recall", "f1", "support")
         parts.append(table(["class", "precision", "recall", "F1", "support"],
-                           [[cell(c[k]) for k in columns] for c in job["classes"]]))  # fmt: skip
+                           [[cell(names.get(str(c["class_label"]), c["class_label"])), *(cell(c[k]) for k in columns)]
+                            for c in job["classes"]]))  # fmt: skip
     if job["slices"]:
         keys = ("slice", "slice_value", "threshold", "count", "accuracy", "false_positive_rate",
                 "false_negative_rate", "auc")  # fmt: skip

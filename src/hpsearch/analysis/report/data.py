@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cached_property
@@ -280,6 +280,19 @@ def _final(
         slices=slices,
         exports=exports,
     )
+
+
+def class_label_names(confusion: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each class label of a final job's evaluation (the class index, as stored) -> its name, from the
+    confusion matrix's JSON: its "class_names" are there when the data loader named its classes (the loader's
+    ``class_names``); empty otherwise, and the labels are shown as they are.
+
+    Example: ``class_label_names({"labels": ["0", "1"], "class_names": ["died", "survived"], ...})`` is
+    ``{"0": "died", "1": "survived"}``.
+    """
+    confusion = confusion or {}
+    names, labels = confusion.get("class_names") or [], confusion.get("labels") or []
+    return {str(label): str(name) for label, name in zip(labels, names, strict=False)}
 
 
 def axes(params: Sequence[Param], trials: Sequence[TrialInfo]) -> list[Axis]:

@@ -23,7 +23,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from hpsearch.analysis.report.data import Axis, ReportData, TrialInfo
+from hpsearch.analysis.report.data import Axis, ReportData, TrialInfo, class_label_names
 from hpsearch.analysis.report.plotting import (
     Figure,
     colorscale,
@@ -391,9 +391,10 @@ def timeline_figure(data: ReportData) -> Figure | str:
 
 
 def confusion_figure(confusion: dict[str, Any]) -> Figure:
-    """The final model's confusion matrix as a heatmap.
+    """The final model's confusion matrix as a heatmap, its classes named where the data loader named them.
     Example: ``confusion_figure({"labels": ["0", "1"], "matrix": [[5, 1], [1, 3]]})``."""
-    labels = [plotly_text(label) for label in confusion["labels"]]
+    names = class_label_names(confusion)
+    labels = [plotly_text(names.get(str(label), label)) for label in confusion["labels"]]
     matrix = confusion["matrix"]
     trace = {
         "type": "heatmap",

@@ -20,7 +20,7 @@ from typing import Any
 
 from hpsearch.analysis.report import figures
 from hpsearch.analysis.report.curves import curves_figure
-from hpsearch.analysis.report.data import FinalModel, ReportData
+from hpsearch.analysis.report.data import FinalModel, ReportData, class_label_names
 from hpsearch.analysis.report.importance import parameter_importances
 from hpsearch.analysis.report.plotting import Figure, fmt
 
@@ -235,7 +235,11 @@ def _final_model_section(data: ReportData) -> str:
         heatmap = _figure_html(figures.confusion_figure(job.confusion_matrix), "fig-confusion")
         parts.append(f'<div class="plot" id="plot-confusion">{heatmap}</div>')
     if job.classes:
-        rows = [[_e(c.class_label), fmt(c.precision), fmt(c.recall), fmt(c.f1), str(c.support)] for c in job.classes]
+        names = class_label_names(job.confusion_matrix)  # names where the data loader gave them
+        rows = [
+            [_e(names.get(c.class_label, c.class_label)), fmt(c.precision), fmt(c.recall), fmt(c.f1), str(c.support)]
+            for c in job.classes
+        ]
         parts.append(_table(["class", "precision", "recall", "F1", "support"], rows))
     if job.slices:
         rows = [
