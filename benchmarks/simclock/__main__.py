@@ -37,21 +37,25 @@ PROBLEMS: dict[str, type[Problem]] = {"hartmann6": Hartmann6, "counting_ones": C
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10, help="run seeds --first-seed .. --seeds")
+    parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--workers", default="1,4,16", help="comma-separated worker counts")
     parser.add_argument("--problems", default="hartmann6,counting_ones")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (the anchor always runs)")
     parser.add_argument("--slow", default="kt bayesian,smac mf", help="methods run on the first --slow-seeds only")
-    parser.add_argument("--slow-seeds", type=int, default=5)
+    parser.add_argument("--slow-seeds", type=int, default=5, help="the last seed the --slow methods run on")
     parser.add_argument("--minutes", type=float, default=math.inf, help="start no new seed after this long")
     parser.add_argument("--json", type=Path, help="write every run here (after each seed)")
-    parser.add_argument("--report-from", type=Path, help="print the tables of a saved run and exit")
+    parser.add_argument("--report-from", type=Path, nargs="+", help="print the tables of saved runs (merged) and exit")
     args = parser.parse_args(argv)
     describe = {name: cls.describe(27) for name, cls in PROBLEMS.items()}
     if args.report_from:
-        saved = json.loads(args.report_from.read_text())
-        print(saved["header"])
-        print("\n".join(report([Run(**r) for r in saved["runs"]], describe)))
+        runs = []
+        for path in args.report_from:
+            saved = json.loads(path.read_text())
+            print(saved["header"])
+            runs += [Run(**r) for r in saved["runs"]]
+        print("\n".join(report(runs, describe)))
         return 0
     warnings.filterwarnings("ignore")
     try:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     runs: list[Run] = []
     started = time.perf_counter()
-    for seed in range(1, args.seeds + 1):
+    for seed in range(args.first_seed, args.seeds + 1):
         if (time.perf_counter() - started) / 60 > args.minutes:
             print(f"--minutes reached: stopped after seed {seed - 1}", file=sys.stderr)
             break
