@@ -11,7 +11,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, CursorResult, and_, delete, func, select, update
@@ -31,7 +30,14 @@ from hpsearch.store.models import (
     utcnow,
 )
 from hpsearch.store.records import FinalJobRecord, NewArtifact, NewFinalJob, from_row, new_values
-from hpsearch.store.statements import WORKER_STATE, add_metrics, final_job_query, finite_or_none
+from hpsearch.store.statements import (
+    NOW,
+    WORKER_STATE,
+    add_metrics,
+    final_job_query,
+    finite_or_none,
+    seconds_from_now,
+)
 from hpsearch.store.states import FINAL_JOB_TRANSITIONS, check_transition
 
 # A final job that crashed this often (lost worker, killed process) is FAILED rather than queued again.
@@ -94,14 +100,13 @@ class FinalJobs(Database):
     @retrying
     def final_job_heartbeat(self, job_id: int, worker_id: int, lease_seconds: float) -> bool:
         """Renew the job's lease; False when this worker no longer owns it."""
-        now = utcnow()
         with self.session() as session:
             renewed = session.execute(
                 update(FinalJob)
                 .where(_owns_job(job_id, worker_id))
-                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .values(lease_expires_at=seconds_from_now(lease_seconds))  # the database's clock
             )
-            session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=now))
+            session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=NOW))
             return bool(cast(CursorResult[Any], renewed).rowcount)
 
     @retrying
@@ -196,7 +201,7 @@ def claim_final_job_in(
     study = session.get_one(Study, job.study_id)
     _move(job, TrialState.RUNNING)
     job.worker_id = worker_id
-    job.lease_expires_at = now + timedelta(seconds=study.spec["run"]["lease_seconds"])
+    job.lease_expires_at = seconds_from_now(study.spec["run"]["lease_seconds"])  # the database's clock
     job.started_at = job.started_at or now
     job.attempts += 1
     session.flush()

@@ -9,13 +9,11 @@ Example::
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import func, select, update
 
 from hpsearch.store.database import Database, retrying
 from hpsearch.store.models import Worker, utcnow
-from hpsearch.store.statements import WORKER_STATE
+from hpsearch.store.statements import WORKER_STATE, seconds_from_now
 
 
 class Workers(Database):
@@ -45,7 +43,7 @@ class Workers(Database):
     @retrying
     def live_workers(self, within_seconds: float) -> int:
         """Workers not STOPPED that were seen within ``within_seconds``."""
-        since = utcnow() - timedelta(seconds=within_seconds)
+        since = seconds_from_now(-within_seconds)  # by the database's clock, which stamps last_heartbeat_at
         query = (
             select(func.count()).select_from(Worker).where(Worker.state != "STOPPED", Worker.last_heartbeat_at >= since)
         )
