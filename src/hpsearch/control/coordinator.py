@@ -105,6 +105,7 @@ class Coordinator:
         """One pass over every running study whose lease this coordinator holds; returns the running
         studies (held or not)."""
         self.queued = 0
+        self.store.check_database_file()  # a deleted SQLite file fails the run loudly, not with exit 0
         studies = self.running_studies()
         # Leases last seconds and workers count as live for 30 s: checking both once a second is enough,
         # and keeps a fast tick loop (many trials a second) from repeating them.

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -38,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from hpsearch.errors import StoreError
 from hpsearch.store.db import connection_error
+from hpsearch.store.urls import sqlite_file
 
 log = logging.getLogger("hpsearch.store")
 
@@ -54,6 +57,31 @@ class Database:
         self.engine = engine
         self.retry_seconds = retry_seconds
         self._retry_depth = threading.local()
+        # An SQLite file's identity (device, inode) when it was opened: see check_database_file.
+        file = sqlite_file(engine.url.render_as_string(hide_password=False))
+        self._file = file.absolute() if file is not None else None
+        self._file_identity = _identity(self._file)
+
+    def check_database_file(self) -> None:
+        """Raise a one-line StoreError when the SQLite file this store opened was deleted or replaced.
+
+        Why: connections already open keep writing into a deleted file's inode and every write succeeds, so
+        a run whose database was deleted (or moved, or replaced by another file) ended with exit 0 and a
+        printed best trial, and nothing was left of it. The coordinator loop calls this every tick (one
+        ``stat``); nothing to check for PostgreSQL or an in-memory database.
+        Example: ``store.check_database_file()`` after ``rm hpsearch.db`` raises."""
+        if self._file is None:
+            return
+        now = _identity(self._file)
+        if self._file_identity is None:  # created after this store was made: this is the file
+            self._file_identity = now
+            return
+        if now != self._file_identity:
+            raise StoreError(
+                f"database {self._file}",
+                "the file was deleted or replaced while hpsearch was running; results from then on were lost"
+                " (restore the file, or start again with a new database)",
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -86,6 +114,17 @@ class Database:
                 yield connection
         except DBAPIError as exc:
             raise connection_error(exc, self.engine.url) from exc
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when there is no such file."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def lost_connection(exc: BaseException) -> bool:
