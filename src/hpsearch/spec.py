@@ -255,8 +255,11 @@ class RunSection(_Strict):
     # A trial's checkpoint (weights + optimizer state, for resume and promotions): 0 = after every epoch;
     # else at most this often, and always after the last epoch it trains.
     checkpoint_seconds: float = Field(default=0.0, ge=0)
-    # Per-trial TensorBoard logs with HParams under <artifacts>/<study>/tensorboard (TensorFlow backend).
+    # Per-trial TensorBoard logs with HParams under <artifacts>/<study>/tensorboard (every backend).
     tensorboard: bool = False
+    # The Keras backend every trial must train with: only workers of that backend (KERAS_BACKEND) claim them,
+    # so results, checkpoints and exports come from one backend. Unset: any worker.
+    backend: Literal["tensorflow", "jax", "torch"] | None = None
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> RunSection:

@@ -83,6 +83,9 @@ class Worker(Base):
     host: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int] = mapped_column(Integer)
     gpu: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The Keras backend its trials train with ("tensorflow", "jax", "torch") and that package's version.
+    backend: Mapped[str | None] = mapped_column(String(32), default=None)
+    backend_version: Mapped[str | None] = mapped_column(String(64), default=None)
     state: Mapped[str] = mapped_column(String(16), default="IDLE")
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

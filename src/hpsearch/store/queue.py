@@ -23,13 +23,14 @@ machines (leases, a trial's start and end) is the database server's clock, never
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, CursorResult, delete, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from hpsearch.records import NewTrial
@@ -355,10 +356,21 @@ class Queue(Database):
             )
 
 
+@functools.cache
+def claim_for_backend(one_study: bool) -> Any:
+    """The claim query limited to studies the claiming worker (``p_worker``) may run: those that require no
+    backend (``[run] backend`` unset) or the one in its ``workers.backend``. Why here: a worker's trials all
+    train in one backend (its fork server imported keras once), so a mismatch is a claim it must not make."""
+    required = Study.spec[("run", "backend")].as_string()
+    mine = select(Worker.backend).where(Worker.id == bindparam("p_worker")).scalar_subquery()
+    return claim_query(one_study).where(or_(required.is_(None), required == mine))
+
+
 def claim_trial(connection: Connection, worker_id: int, study_id: int | None) -> ClaimedTrial | None:
     """The body of Queue.claim, in the caller's transaction. The lease and the start time are the database's
     clock; the trial's attempt number goes up by one (the new fencing token)."""
-    row = connection.execute(claim_query(study_id is not None), {"p_study": study_id}).first()
+    query = claim_for_backend(study_id is not None)
+    row = connection.execute(query, {"p_study": study_id, "p_worker": worker_id}).first()
     if row is None:
         return None
     trial_id = row.id

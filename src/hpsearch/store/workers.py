@@ -2,7 +2,7 @@
 
 Example::
 
-    worker_id = store.register_worker("node-1-4242", "node-1", 4242, gpu="0")
+    worker_id = store.register_worker("node-1-4242", "node-1", 4242, gpu="0", backend="jax", backend_version="0.8.1")
     store.worker_alive(worker_id, "IDLE")
     store.worker_stopped(worker_id)
 """
@@ -20,10 +20,39 @@ class Workers(Database):
     """The ``workers`` table (see :mod:`hpsearch.store.workers`)."""
 
     @retrying
-    def register_worker(self, name: str, host: str, pid: int, gpu: str | None) -> int:
-        """A new worker row, IDLE; returns its id."""
+    def unstopped_workers(self, host: str) -> list[tuple[int, int, list[int]]]:
+        """The workers of ``host`` not STOPPED, as ``(worker id, pid, ids of the trials it holds RUNNING)``:
+        what a new run checks for workers a killed one left behind (see control.recovery)."""
+        from hpsearch.store.models import Trial, TrialState
+
+        query = (
+            select(Worker.id, Worker.pid, Trial.id)
+            .outerjoin(Trial, (Trial.worker_id == Worker.id) & (Trial.state == TrialState.RUNNING))
+            .where(Worker.host == host, Worker.state != "STOPPED")
+            .order_by(Worker.id)
+        )
+        found: dict[int, tuple[int, list[int]]] = {}
+        with self.autocommit() as connection:
+            for worker_id, pid, trial_id in connection.execute(query):
+                trials = found.setdefault(worker_id, (pid, []))[1]
+                if trial_id is not None:
+                    trials.append(trial_id)
+        return [(worker_id, pid, trials) for worker_id, (pid, trials) in found.items()]
+
+    @retrying
+    def register_worker(
+        self,
+        name: str,
+        host: str,
+        pid: int,
+        gpu: str | None,
+        backend: str | None = None,
+        backend_version: str | None = None,
+    ) -> int:
+        """A new worker row, IDLE; returns its id. A worker without ``backend`` claims no trial of a study that
+        requires one (``[run] backend``)."""
         with self.session() as session:
-            worker = Worker(name=name, host=host, pid=pid, gpu=gpu)
+            worker = Worker(name=name, host=host, pid=pid, gpu=gpu, backend=backend, backend_version=backend_version)
             session.add(worker)
             session.flush()
             return worker.id

@@ -1,0 +1,52 @@
+"""The worker reads its Keras backend as keras will (without importing it), and [run] backend is validated."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from hpsearch.errors import SpecError
+from hpsearch.execution.backends import backend_version, keras_backend
+from hpsearch.spec import validate_spec
+
+SPEC = {
+    "study": {"name": "s", "hypermodel": "m.py:build", "data": "m.py:load", "objective": "val_loss"},
+    "search": {"max_trials": 1, "max_epochs": 1},
+}
+
+
+def test_environment_wins_then_keras_json_then_tensorflow(tmp_path: Path) -> None:
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    assert keras_backend({"KERAS_HOME": str(tmp_path)}) == "jax"
+    assert keras_backend({"KERAS_HOME": str(tmp_path), "KERAS_BACKEND": "torch"}) == "torch"
+    assert keras_backend({"KERAS_HOME": str(tmp_path), "KERAS_BACKEND": ""}) == "jax"  # empty: not set
+    assert keras_backend({"KERAS_HOME": str(tmp_path / "none")}) == "tensorflow"
+    (tmp_path / "keras.json").write_text("{not json")
+    assert keras_backend({"KERAS_HOME": str(tmp_path)}) == "tensorflow"
+
+
+def test_the_answer_is_the_backend_keras_loads(tmp_path: Path) -> None:
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch"}))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"} | {"KERAS_HOME": str(tmp_path)}
+    code = "import keras; print(keras.backend.backend())"
+    loaded = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split()[-1] == keras_backend(env) == "torch"
+
+
+def test_versions_come_from_the_installed_package() -> None:
+    assert backend_version("tensorflow") == metadata.version("tensorflow")
+    assert backend_version("torch") == metadata.version("torch")
+
+
+def test_run_backend_is_one_of_the_three() -> None:
+    spec = validate_spec({**SPEC, "run": {"backend": "jax"}}, "s.toml")
+    assert spec.run.backend == "jax" and validate_spec(SPEC, "s.toml").run.backend is None
+    with pytest.raises(SpecError) as caught:
+        validate_spec({**SPEC, "run": {"backend": "mxnet"}}, "s.toml")
+    assert "run.backend" in str(caught.value)
