@@ -78,14 +78,15 @@ def fmt(value: object) -> str:
 
     Example: ``fmt(1 / 3)`` is ``"0.3333"``; ``fmt(0.5)`` is ``"0.5"``; ``fmt(2.5e-05)`` is ``"2.5e-05"``;
     ``fmt(3)`` is ``"3"``."""
-    if not isinstance(value, float) or not math.isfinite(value):
+    if not isinstance(value, float):
         return str(value)
-    if value == 0:
-        return "0"  # -0.0 too
+    # Plain from 1e-4 to 1e4, and "nan", "inf": the common case (hover text of every point), kept cheap.
     rounded = f"{value:.{SIGNIFICANT}g}"
+    if "e" not in rounded:
+        return "0" if rounded == "-0" else rounded
     if not 1e-4 <= abs(float(rounded)) < 1e9:
         return rounded
-    text = repr(float(rounded))  # the shortest text of the rounded value: plain in this range
+    text = repr(float(rounded))  # 1e4 to 1e9: the shortest text of the rounded value, plain in this range
     return text[:-2] if text.endswith(".0") else text
 
 
