@@ -301,15 +301,21 @@ class Study:
 
 
 def run_final_job_here(store: Store, job: FinalJob) -> FinalJob:
-    """Run one final job in a worker of this process (a fork-server child, as on any worker)."""
-    from hpsearch.control.promotion import take_over_if_abandoned
+    """Run one final job in a worker of this process (a fork-server child, as on any worker). While another
+    process of this host runs it (two ``promote --local`` at once), wait for its result; if that process
+    dies, take the job over and resume it."""
+    from hpsearch.control.promotion import running_in_another_process_here, take_over_if_abandoned
     from hpsearch.execution.worker import Worker
 
-    take_over_if_abandoned(store, job)
-    job = store.final_job(job.id)
-    if job.state == TrialState.QUEUED:
-        Worker(store, final_job=job.id, max_trials=1).run()
-    return store.final_job(job.id)
+    while True:
+        take_over_if_abandoned(store, job)
+        job = store.final_job(job.id)
+        if job.state == TrialState.QUEUED:
+            Worker(store, final_job=job.id, max_trials=1).run()
+            job = store.final_job(job.id)
+        if not running_in_another_process_here(store, job):
+            return job
+        time.sleep(1.0)  # its runner reports each epoch; a second is short next to one
 
 
 def _stop_workers(procs: list[subprocess.Popen[bytes]], grace_seconds: float = 60.0) -> None:

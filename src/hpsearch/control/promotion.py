@@ -83,3 +83,17 @@ def take_over_if_abandoned(store: Store, job: FinalJobRecord) -> None:
     worker = store.final_job_worker(job.id)
     if worker is not None and worker.host == socket.gethostname() and not _process_alive(worker.pid):
         store.requeue_final_job(job.id, f"its process {worker.pid} on {worker.host} is gone; resumed")
+
+
+def running_in_another_process_here(store: Store, job: FinalJobRecord) -> bool:
+    """Whether a live process of this host other than this one runs ``job`` (a second ``promote --local``
+    started at the same time): the caller waits for its result rather than failing or running it twice."""
+    if job.state != TrialState.RUNNING:
+        return False
+    worker = store.final_job_worker(job.id)
+    return (
+        worker is not None
+        and worker.host == socket.gethostname()
+        and worker.pid != os.getpid()
+        and _process_alive(worker.pid)
+    )
