@@ -200,27 +200,33 @@ def coordinator(
 @app.command()
 def worker(
     db: DbOption = None,
-    gpu: Annotated[str | None, typer.Option(help="GPU index for this worker's trials (CUDA_VISIBLE_DEVICES).")] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(help="GPU index for this worker's trials (CUDA_VISIBLE_DEVICES), or 'all': one worker per GPU."),
+    ] = None,
+    slots: Annotated[int, typer.Option(min=1, max=256, help="Trials at once, each in its own process.")] = 1,
     study: Annotated[str | None, typer.Option(help="Only run trials of this study.")] = None,
     max_trials: Annotated[int | None, typer.Option(min=1, help="Exit after this many trials.")] = None,
     idle_timeout: Annotated[float | None, typer.Option(min=0, help="Exit after this many idle seconds.")] = None,
     exit_when_done: Annotated[bool, typer.Option(help="Exit when --study is no longer running.")] = False,
 ) -> None:
-    """Pull trials from the database and train them, one child process per trial."""
-    from hpsearch.execution.worker import Worker
+    """Pull trials from the database and train them, one child process per trial (--slots K: K at once)."""
+    from hpsearch.execution.slots import run_worker
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
     try:
-        Worker(
-            open_store(db, retry_seconds=RETRY_SECONDS),
+        run_worker(
+            lambda: open_store(db, retry_seconds=RETRY_SECONDS),
+            resolve_url(db),
+            slots=slots,
             gpu=gpu,
             study=study,
             max_trials=max_trials,
             idle_timeout=idle_timeout,
             exit_when_done=exit_when_done,
-        ).run()
+        )
     except KeyboardInterrupt:
-        err.print("worker stopped (interrupted); its trial went back to the queue")
+        err.print("worker stopped (interrupted); its trials went back to the queue")
         raise typer.Exit(130) from None
 
 
