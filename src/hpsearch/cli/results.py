@@ -12,6 +12,7 @@ from rich.table import Table
 from hpsearch.analysis.pareto import pareto_trials
 from hpsearch.api import RETRY_SECONDS, load_study, run_final_job_here
 from hpsearch.cli.app import DbOption, JsonOption, TrialNumber, app, out
+from hpsearch.cli.progress import FinalJobProgress
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.store import Store, mask_url, open_store
 from hpsearch.store.db import scrub
@@ -284,7 +285,12 @@ def promote(
     if job.state != "COMPLETED":
         if job.epochs_done:
             out.print(f"final job {job.number}: resuming after epoch {job.epochs_done}", highlight=False)
-        job = run_final_job_here(store, job)
+        else:
+            number = store.trial_by_id(job.trial_id).number
+            text = f"final job {job.number}: retraining trial {number} ({job.epochs} epochs at most)"
+            out.print(text, highlight=False)
+        with FinalJobProgress(store, job.id, item.objective_name):
+            job = run_final_job_here(store, job)
     _print_final_job(store, item, job.id, as_json=as_json)
     if job.state != "COMPLETED":
         last = (job.error or "").strip().splitlines()

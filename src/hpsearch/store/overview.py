@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from hpsearch.store.database import Database
-from hpsearch.store.models import Artifact, FinalJob, Study, Trial, Worker
+from hpsearch.store.models import Artifact, FinalJob, Study, Trial, TrialMetric, Worker
 from hpsearch.store.records import ArtifactRecord, TrialRecord, from_row
 
 # Sort keys of trial_page and the columns behind them; ties always go to the lower number.
@@ -72,6 +72,20 @@ class RunningTrial:
     number: int
     epochs_done: int
     budget_epochs: int
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LiveTrial:
+    """A RUNNING trial for a terminal's live view: its epoch, its objective's last value and its worker.
+    Example: ``store.live_trials(study.id, "val_accuracy")[0].last_objective``."""
+
+    number: int
+    epochs_done: int
+    budget_epochs: int
+    initial_epoch: int
+    last_objective: float | None
+    worker: str | None
     started_at: datetime | None
 
 
@@ -150,6 +164,52 @@ class Overview(Database):
         )
         with self.transaction() as connection:
             return [from_row(RunningTrial, row) for row in connection.execute(query)]
+
+    def live_trials(self, study_id: int, objective: str) -> list[LiveTrial]:
+        """A study's RUNNING trials by number, with the last logged value of ``objective`` and the worker's
+        name (two queries, whatever the number of trials)."""
+        query = (
+            select(
+                Trial.id,
+                Trial.number,
+                Trial.epochs_done,
+                Trial.budget_epochs,
+                Trial.initial_epoch,
+                Trial.started_at,
+                Worker.name,
+            )
+            .outerjoin(Worker, Worker.id == Trial.worker_id)
+            .where(Trial.study_id == study_id, Trial.state == "RUNNING")
+            .order_by(Trial.number)
+        )
+        with self.transaction() as connection:
+            rows = connection.execute(query).all()
+            last: dict[int, float | None] = {}
+            if rows:
+                metrics = (
+                    select(TrialMetric.trial_id, TrialMetric.value)
+                    .where(TrialMetric.trial_id.in_([r.id for r in rows]), TrialMetric.name == objective)
+                    .order_by(TrialMetric.epoch)
+                )
+                last = {trial_id: value for trial_id, value in connection.execute(metrics)}
+        return [
+            LiveTrial(r.number, r.epochs_done, r.budget_epochs, r.initial_epoch, last.get(r.id), r.name, r.started_at)
+            for r in rows
+        ]
+
+    def recent_failures(self, study_id: int, limit: int = 3) -> list[tuple[int, str]]:
+        """The last ``limit`` FAILED trials of a study, newest first: (number, first line of the error)."""
+        query = (
+            select(Trial.number, Trial.error)
+            .where(Trial.study_id == study_id, Trial.state == "FAILED")
+            .order_by(Trial.finished_at.desc(), Trial.number.desc())
+            .limit(limit)
+        )
+        with self.transaction() as connection:
+            return [
+                (number, (error or "").strip().splitlines()[0] if (error or "").strip() else "no error recorded")
+                for number, error in connection.execute(query)
+            ]
 
     def worker_usage(self) -> list[WorkerUsage]:
         """Every worker, newest first, with its attempts and busy time (the ``worker_utilization`` view)."""
