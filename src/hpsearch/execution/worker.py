@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.execution.backends import worker_backend
 from hpsearch.execution.failures import first_line
+from hpsearch.execution.final_run import FinalRun
 from hpsearch.execution.forksafety import check_probe, probe_fork_server
 from hpsearch.execution.leases import LeaseKeeper
 from hpsearch.execution.loading import hypermodel_label, load_dataset, save_dataset
@@ -28,7 +28,6 @@ from hpsearch.execution.protocol import (
     CheckpointWritten,
     ChildFailed,
     EpochEnded,
-    FinalResult,
     Message,
     RestartedFromScratch,
     TrialDone,
@@ -108,7 +107,7 @@ class Worker:
         self.scratch = Path(tempfile.mkdtemp(prefix="hpsearch-worker-"))
         self.cache = {}
         self._process_context()
-        self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu, *worker_backend())
+        self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu)
         log.info("worker %s started", self.name)
         ran = 0
         idle_since = alive_at = time.monotonic()
@@ -186,6 +185,8 @@ class Worker:
             "shuffle": spec.fit.shuffle,
             "class_weight": {int(k): v for k, v in spec.fit.class_weight.items()},
             "callbacks": [{"name": c.name, **c.kwargs} for c in spec.fit.callbacks],
+            "mixed_precision": spec.fit.mixed_precision,
+            "jit_compile": spec.fit.jit_compile,
             "cv_folds": spec.search.cv_folds,
             "cv_repeats": spec.search.cv_repeats,
             "study_spec": study.spec if spec.automl is not None else None,
@@ -268,7 +269,7 @@ class Worker:
             log.warning("final job %d: lease lost while loading its data; abandoning it", job.number)
             return
         log.info("final job %s/%d: trial %s", cached.study.name, job.number, job.params)
-        run = _FinalRun(self, job, cached)
+        run = FinalRun(self, job, cached)
         try:
             task = run.task()
         except UnsafePath as exc:  # a study name written into the database by hand, e.g. "../x"
@@ -398,87 +399,3 @@ class _TrialRun(Supervisor):
             case _:
                 state_after = self.store.retry(trial_id, worker_id, ending.exit, attempt=attempt)
                 log.warning("trial %d: %s; now %s", self.claimed.number, ending.exit, state_after)
-
-
-class _FinalRun(Supervisor):
-    """One final job's child process, followed by the worker: writes its epochs, then its outcome."""
-
-    def __init__(self, worker: Worker, job: FinalJobRecord, cached: _StudyCache) -> None:
-        super().__init__(None, heartbeat_seconds=cached.spec.run.heartbeat_seconds)
-        self.worker = worker
-        self.store = worker.store
-        self.job = job
-        self.cached = cached
-
-    def task(self) -> Any:
-        from hpsearch.execution.finaljob import FinalTask
-
-        study, spec = self.cached.study, self.cached.spec
-        trial = self.store.trial_by_id(self.job.trial_id)
-        return FinalTask(
-            study_name=study.name,
-            job_number=self.job.number,
-            trial_number=trial.number,
-            params=self.job.params,
-            data=spec.study.data,
-            objective=study.objective_name,
-            direction=study.direction,
-            train_on=self.job.train_on,
-            epochs=self.job.epochs,
-            patience=self.job.patience,
-            seed=self.job.seed,
-            output_dir=str(artifact_path(study.artifact_root, study.name, "final", self.job.number)),
-            thresholds=list(spec.promote.thresholds),
-            slices=[list(s) for s in spec.promote.slices],
-            task=spec.promote.task,
-            formats=list(spec.promote.formats),
-            trial_best_epoch=trial.best_epoch or trial.epochs_done,
-            **self.worker._child_settings(self.cached),
-        )
-
-    def run(self, task: Any) -> None:
-        from hpsearch.execution.finaljob import run_final_job
-
-        self.context = self.worker._process_context()
-        self.conclude(self.supervise(run_final_job, task))
-
-    def beat(self) -> Beat:
-        alive = self.store.final_job_heartbeat(self.job.id, self.worker.id, self.cached.spec.run.lease_seconds)
-        return "continue" if alive else "lost"
-
-    def receive(self, message: Message) -> bool:
-        match message:
-            case EpochEnded(epoch=epoch, logs=logs):
-                return self.store.record_final_epoch(self.job.id, self.worker.id, epoch, logs)
-        return True
-
-    def conclude(self, ending: Ending) -> None:
-        """Write how the job ended: completed with its evaluation, failed, or back in the queue."""
-        match ending:
-            case Ending(lost=True):
-                log.warning("final job %d: lease lost to another worker; abandoning it", self.job.number)
-            case Ending(result=FinalResult() as result):
-                self._finish(result)
-            case Ending(result=ChildFailed(reason=reason)):
-                self.store.fail_final_job(self.job.id, self.worker.id, reason)
-                log.warning("final job %d failed: %s", self.job.number, reason.splitlines()[0])
-            case _:
-                state = self.store.requeue_final_job(self.job.id, ending.exit, self.worker.id)
-                log.warning("final job %d: %s; now %s", self.job.number, ending.exit, state)
-
-    def _finish(self, result: FinalResult) -> None:
-        artifacts = [
-            NewArtifact(study_id=self.cached.study.id, kind=f.kind, uri=f.uri, sha256=f.sha256, size_bytes=f.size_bytes)
-            for f in result.artifacts
-        ]
-        self.store.finish_final_job(
-            self.job.id,
-            self.worker.id,
-            best_epoch=result.best_epoch,
-            objective=result.objective,
-            test_metrics=result.test_metrics,
-            confusion=result.confusion,
-            class_rows=result.class_rows,
-            slice_rows=result.slice_rows,
-            artifacts=artifacts,
-        )

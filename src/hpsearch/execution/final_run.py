@@ -1,0 +1,102 @@
+"""A final job's child process followed by its worker: builds the job's task, renews the job's lease, writes
+its epochs, then its evaluation and exported files (or fails or requeues it). Split out of
+:mod:`hpsearch.execution.worker`, which claims the job and loads the study's data."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hpsearch.execution.protocol import ChildFailed, EpochEnded, FinalResult, Message
+from hpsearch.execution.supervisor import Beat, Ending, Supervisor
+from hpsearch.paths import artifact_path
+from hpsearch.store.records import FinalJobRecord, NewArtifact
+
+if TYPE_CHECKING:
+    from hpsearch.execution.worker import Worker, _StudyCache
+
+log = logging.getLogger("hpsearch.execution.worker")
+
+
+class FinalRun(Supervisor):
+    """One final job's child process, followed by the worker: writes its epochs, then its outcome."""
+
+    def __init__(self, worker: Worker, job: FinalJobRecord, cached: _StudyCache) -> None:
+        super().__init__(None, heartbeat_seconds=cached.spec.run.heartbeat_seconds)
+        self.worker = worker
+        self.store = worker.store
+        self.job = job
+        self.cached = cached
+
+    def task(self) -> Any:
+        from hpsearch.execution.finaljob import FinalTask
+
+        study, spec = self.cached.study, self.cached.spec
+        trial = self.store.trial_by_id(self.job.trial_id)
+        return FinalTask(
+            study_name=study.name,
+            job_number=self.job.number,
+            trial_number=trial.number,
+            params=self.job.params,
+            data=spec.study.data,
+            objective=study.objective_name,
+            direction=study.direction,
+            train_on=self.job.train_on,
+            epochs=self.job.epochs,
+            patience=self.job.patience,
+            seed=self.job.seed,
+            output_dir=str(artifact_path(study.artifact_root, study.name, "final", self.job.number)),
+            thresholds=list(spec.promote.thresholds),
+            slices=[list(s) for s in spec.promote.slices],
+            task=spec.promote.task,
+            formats=list(spec.promote.formats),
+            trial_best_epoch=trial.best_epoch or trial.epochs_done,
+            **self.worker._child_settings(self.cached),
+        )
+
+    def run(self, task: Any) -> None:
+        from hpsearch.execution.finaljob import run_final_job
+
+        self.context = self.worker._process_context()
+        self.conclude(self.supervise(run_final_job, task))
+
+    def beat(self) -> Beat:
+        alive = self.store.final_job_heartbeat(self.job.id, self.worker.id, self.cached.spec.run.lease_seconds)
+        return "continue" if alive else "lost"
+
+    def receive(self, message: Message) -> bool:
+        match message:
+            case EpochEnded(epoch=epoch, logs=logs):
+                return self.store.record_final_epoch(self.job.id, self.worker.id, epoch, logs)
+        return True
+
+    def conclude(self, ending: Ending) -> None:
+        """Write how the job ended: completed with its evaluation, failed, or back in the queue."""
+        match ending:
+            case Ending(lost=True):
+                log.warning("final job %d: lease lost to another worker; abandoning it", self.job.number)
+            case Ending(result=FinalResult() as result):
+                self._finish(result)
+            case Ending(result=ChildFailed(reason=reason)):
+                self.store.fail_final_job(self.job.id, self.worker.id, reason)
+                log.warning("final job %d failed: %s", self.job.number, reason.splitlines()[0])
+            case _:
+                state = self.store.requeue_final_job(self.job.id, ending.exit, self.worker.id)
+                log.warning("final job %d: %s; now %s", self.job.number, ending.exit, state)
+
+    def _finish(self, result: FinalResult) -> None:
+        artifacts = [
+            NewArtifact(study_id=self.cached.study.id, kind=f.kind, uri=f.uri, sha256=f.sha256, size_bytes=f.size_bytes)
+            for f in result.artifacts
+        ]
+        self.store.finish_final_job(
+            self.job.id,
+            self.worker.id,
+            best_epoch=result.best_epoch,
+            objective=result.objective,
+            test_metrics=result.test_metrics,
+            confusion=result.confusion,
+            class_rows=result.class_rows,
+            slice_rows=result.slice_rows,
+            artifacts=artifacts,
+        )
