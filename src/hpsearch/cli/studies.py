@@ -214,6 +214,9 @@ def worker(
     from hpsearch.execution.slots import run_worker
 
     logging.getLogger("hpsearch").setLevel(logging.INFO)
+    from hpsearch.execution.orphans import watch_parent
+
+    watch_parent()  # started by `hpsearch run`: stop (cleanly) when it dies, even by SIGKILL
     try:
         run_worker(
             lambda: open_store(db, retry_seconds=RETRY_SECONDS),

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from hpsearch.control.recovery import repair_dead_workers
 from hpsearch.control.studies import study_context
 from hpsearch.errors import StoreError
 from hpsearch.store import Store, StudyState, TrialState
@@ -213,7 +214,9 @@ class Coordinator:
         return False
 
     def run(self, *, until_done: bool = False, on_tick: Callable[[], None] | None = None) -> None:
-        """Loop forever, or until no watched study is running (``until_done``)."""
+        """Loop forever, or until no watched study is running (``until_done``). First, what a killed run on
+        this machine left behind is repaired (see control.recovery)."""
+        repair_dead_workers(self.store)
         while True:
             still_running = self.tick()
             if on_tick is not None:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hpsearch.execution.orphans import end_group, run_in_own_group
 from hpsearch.execution.protocol import ChildFailed, FinalResult, Message, Result, TrialDone
 
 # What renewing the lease answers: go on; another worker owns the job now; stop (prune) it; pause it (its study
@@ -94,7 +95,8 @@ class Supervisor(abc.ABC):
     def supervise(self, target: Any, task: Any) -> Ending:
         receiver, sender = self.context.Pipe(duplex=False)
         stop = self.context.Event()
-        child = self.context.Process(target=target, args=(task, sender, stop))
+        # In a process group of its own: whatever the trial forks ends with it (see execution.orphans).
+        child = self.context.Process(target=run_in_own_group, args=(target, task, sender, stop))
         child.start()
         sender.close()
         self.started()
@@ -105,9 +107,11 @@ class Supervisor(abc.ABC):
         finally:
             if ending is not None and ending.result is not None and self.exiting is not None:
                 self.exiting.append(child)
-            elif child.is_alive():  # abandoned, or an interrupt (SIGINT/SIGTERM) is on its way up
-                child.kill()
-                child.join()
+            else:
+                if child.is_alive():  # abandoned, or an interrupt (SIGINT/SIGTERM) is on its way up
+                    child.kill()
+                    child.join()
+                end_group(child.pid)  # what it forked: a killed child could not clean up after itself
 
     def _follow(self, child: Any, receiver: Any, stop: Any) -> Ending:
         deadline = time.monotonic() + self.timeout if self.timeout else None
