@@ -34,7 +34,6 @@ from hpsearch.store import Store, StudyState, TrialState, open_store
 if TYPE_CHECKING:
     import pandas as pd
 
-    from hpsearch.execution.orphans import ParentLink
     from hpsearch.store.records import FinalJobRecord as FinalJob
     from hpsearch.store.records import StudyRecord as StudyRow
     from hpsearch.store.records import TrialRecord as Trial
@@ -170,13 +169,7 @@ class Study:
             self.store.set_study_state(study.id, StudyState.RUNNING)
         # workers=0: this process only coordinates; `hpsearch worker` processes elsewhere train.
         count = study.spec["run"]["workers"] if workers is None else workers
-        from hpsearch.execution.orphans import ParentLink
-
-        # The workers stop by themselves when this process dies, even by SIGKILL (see execution.orphans).
-        link = ParentLink()
-        url = self.store.engine.url.render_as_string(hide_password=False)
-        procs = _start_workers(url, study.name, count, log_dir, link)
-        link.children_started()
+        procs = _start_workers(self.store.engine.url.render_as_string(hide_password=False), study.name, count, log_dir)
 
         def tick() -> None:
             if on_tick is not None:
@@ -196,18 +189,25 @@ class Study:
             for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
-            link.close()
         final = self.record
         if final.state == StudyState.FAILED:
             raise HpsearchError(f"study {study.name}", final.message or "failed")
 
     def stop(self, message: str | None = None) -> None:
-        """No new trials start; running ones are asked to stop."""
-        self.store.set_study_state(self.record.id, StudyState.STOPPED, message)
+        """No new trials start; running ones are asked to stop. A STOPPED study stays as it is; a COMPLETED
+        or FAILED one is refused, as nothing runs (the state table in docs/schema.md)."""
+        record = self.record
+        _refuse_finished(record, "stop")
+        if record.state == StudyState.RUNNING:
+            self.store.set_study_state(record.id, StudyState.STOPPED, message)
 
     def resume(self, message: str | None = None) -> None:
-        """Let a stopped study run again (a coordinator picks it up)."""
-        self.store.set_study_state(self.record.id, StudyState.RUNNING, message)
+        """Let a stopped (or FAILED) study run again (a coordinator picks it up). A RUNNING study stays as it
+        is; a COMPLETED one is refused: `extend` grows its budget first (docs/schema.md, the state table)."""
+        record = self.record
+        _refuse_finished(record, "resume")
+        if record.state != StudyState.RUNNING:
+            self.store.set_study_state(record.id, StudyState.RUNNING, message)
 
     def extend(self, *, max_trials: int | None = None, max_wall_time: float | None = None) -> None:
         """Raise the study's budget to these totals (trials; seconds of wall time since its creation). A
@@ -308,6 +308,20 @@ class Study:
         return write_frame(frame, fmt, Path(path) if path is not None else None)
 
 
+def _refuse_finished(record: StudyRow, command: str) -> None:
+    """``study stop`` and ``study resume`` of a study where nothing runs or can run: one line saying what to
+    do instead. (A study the coordinator completes between this read and the write is harmless: a resumed
+    study with nothing left to try is completed again at the coordinator's next tick.)"""
+    grow = f"`hpsearch study extend {record.name} --max-trials N` grows its budget, then `hpsearch run` continues it"
+    if record.state == StudyState.COMPLETED:
+        raise UsageError(f"study {record.name}", f"is COMPLETED, nothing to {command}; {grow}")
+    if record.state == StudyState.FAILED and command == "stop":
+        raise UsageError(
+            f"study {record.name}",
+            "is FAILED, nothing runs to stop; `hpsearch study resume` or `hpsearch run` retries it",
+        )
+
+
 def run_final_job_here(store: Store, job: FinalJob) -> FinalJob:
     """Run one final job in a worker of this process (a fork-server child, as on any worker). While another
     process of this host runs it (two ``promote --local`` at once), wait for its result; if that process
@@ -341,20 +355,12 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], grace_seconds: float = 6
             proc.wait()
 
 
-def _start_workers(
-    url: str, study: str, count: int, log_dir: Path, link: ParentLink
-) -> list[subprocess.Popen[bytes]]:
+def _start_workers(url: str, study: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     # The URL travels in the environment, not on the command line, where `ps` would show its password.
-    env = {**os.environ, "HPSEARCH_DB": url, **link.child_env()}
+    env = {**os.environ, "HPSEARCH_DB": url}
     command = [sys.executable, "-m", "hpsearch", "worker", "--study", study, "--exit-when-done"]
     return [
-        subprocess.Popen(
-            command,
-            env=env,
-            stdout=(log_dir / f"worker-{i}.log").open("ab"),
-            stderr=subprocess.STDOUT,
-            pass_fds=link.pass_fds,
-        )
+        subprocess.Popen(command, env=env, stdout=(log_dir / f"worker-{i}.log").open("ab"), stderr=subprocess.STDOUT)
         for i in range(count)
     ]
 
