@@ -34,6 +34,7 @@ from hpsearch.store import Store, StudyState, TrialState, open_store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from hpsearch.execution.orphans import ParentLink
     from hpsearch.store.records import FinalJobRecord as FinalJob
     from hpsearch.store.records import StudyRecord as StudyRow
     from hpsearch.store.records import TrialRecord as Trial
@@ -169,7 +170,13 @@ class Study:
             self.store.set_study_state(study.id, StudyState.RUNNING)
         # workers=0: this process only coordinates; `hpsearch worker` processes elsewhere train.
         count = study.spec["run"]["workers"] if workers is None else workers
-        procs = _start_workers(self.store.engine.url.render_as_string(hide_password=False), study.name, count, log_dir)
+        from hpsearch.execution.orphans import ParentLink
+
+        # The workers stop by themselves when this process dies, even by SIGKILL (see execution.orphans).
+        link = ParentLink()
+        url = self.store.engine.url.render_as_string(hide_password=False)
+        procs = _start_workers(url, study.name, count, log_dir, link)
+        link.children_started()
 
         def tick() -> None:
             if on_tick is not None:
@@ -189,6 +196,7 @@ class Study:
             for proc in procs:
                 if proc.poll() is None:
                     proc.terminate()
+            link.close()
         final = self.record
         if final.state == StudyState.FAILED:
             raise HpsearchError(f"study {study.name}", final.message or "failed")
@@ -355,12 +363,20 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], grace_seconds: float = 6
             proc.wait()
 
 
-def _start_workers(url: str, study: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+def _start_workers(
+    url: str, study: str, count: int, log_dir: Path, link: ParentLink
+) -> list[subprocess.Popen[bytes]]:
     # The URL travels in the environment, not on the command line, where `ps` would show its password.
-    env = {**os.environ, "HPSEARCH_DB": url}
+    env = {**os.environ, "HPSEARCH_DB": url, **link.child_env()}
     command = [sys.executable, "-m", "hpsearch", "worker", "--study", study, "--exit-when-done"]
     return [
-        subprocess.Popen(command, env=env, stdout=(log_dir / f"worker-{i}.log").open("ab"), stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            command,
+            env=env,
+            stdout=(log_dir / f"worker-{i}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            pass_fds=link.pass_fds,
+        )
         for i in range(count)
     ]
 
