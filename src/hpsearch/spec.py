@@ -236,6 +236,12 @@ class FitSection(_Strict):
     callbacks: list[CallbackSpec] = []
     class_weight: dict[str, float] = {}
     shuffle: bool = True
+    # Keras' mixed_float16 policy in every trial and final job (float16 compute, float32 variables, the loss
+    # scaled): faster on GPUs with tensor cores, often slower on CPUs.
+    mixed_precision: bool = False
+    # XLA compilation of the train step: model.compile's jit_compile wherever the hypermodel's compile does not
+    # set it itself. Unset: Keras' default ("auto").
+    jit_compile: bool | None = None
 
     @field_validator("class_weight")
     @classmethod

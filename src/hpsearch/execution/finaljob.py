@@ -27,6 +27,7 @@ from hpsearch.execution.evaluation import evaluate_predictions
 from hpsearch.execution.exports import backend_info, export_model, software_versions
 from hpsearch.execution.fitting import fit_hypermodel
 from hpsearch.execution.loading import Split, check_model, keras_inputs, open_dataset
+from hpsearch.execution.precision import apply_fit_options
 from hpsearch.execution.protocol import ChildFailed, EpochEnded, ExportedFile, FinalResult
 from hpsearch.execution.training import (
     StopAware,
@@ -78,6 +79,9 @@ class FinalTask:
     trial_best_epoch: int = 1
     # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
     study_spec: dict[str, Any] | None = None
+    # [fit] mixed_precision and jit_compile, as its trials had them (see hpsearch.execution.precision).
+    mixed_precision: bool = False
+    jit_compile: bool | None = None
 
 
 class FitState(keras.callbacks.Callback):
@@ -221,6 +225,7 @@ def run_final_job(task: FinalTask, conn: Any, stop: Any) -> None:
 
 
 def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult:
+    apply_fit_options(task.mixed_precision, task.jit_compile)
     keras.utils.set_random_seed(task.seed)
     out = Path(task.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from hpsearch.execution.loading import (
     load_object,
     open_dataset,
 )
+from hpsearch.execution.precision import apply_fit_options
 from hpsearch.execution.protocol import CheckpointWritten, ChildFailed, EpochEnded, RestartedFromScratch, TrialDone
 from hpsearch.limits import first_too_long
 from hpsearch.paths import UnsafePath, stored_artifact
@@ -77,6 +78,9 @@ class TrialTask:
     cv_repeats: int = 1
     # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
     study_spec: dict[str, Any] | None = None
+    # [fit] mixed_precision and jit_compile (see hpsearch.execution.precision).
+    mixed_precision: bool = False
+    jit_compile: bool | None = None
 
 
 class TrialFailed(Exception):
@@ -367,6 +371,7 @@ def build_inputs(
 def run_trial(task: TrialTask, conn: Any, stop: Any) -> None:
     """Child process entry point. Always ends by sending :class:`TrialDone` or :class:`ChildFailed`."""
     try:
+        apply_fit_options(task.mixed_precision, task.jit_compile)
         keras.utils.set_random_seed(task.seed)
         data = open_dataset(Path(task.data_dir))
         hypermodel, hp = build_inputs(task.hypermodel, task.study_spec, task.base_dir, data, task.space, task.params)

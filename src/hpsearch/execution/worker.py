@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpsearch.execution.backends import worker_backend
 from hpsearch.execution.failures import first_line
 from hpsearch.execution.final_run import FinalRun
 from hpsearch.execution.forksafety import check_probe, probe_fork_server
@@ -107,7 +108,7 @@ class Worker:
         self.scratch = Path(tempfile.mkdtemp(prefix="hpsearch-worker-"))
         self.cache = {}
         self._process_context()
-        self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu)
+        self.id = self.store.register_worker(self.name, socket.gethostname(), os.getpid(), self.gpu, *worker_backend())
         log.info("worker %s started", self.name)
         ran = 0
         idle_since = alive_at = time.monotonic()
