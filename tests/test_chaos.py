@@ -1,5 +1,8 @@
-"""Chaos: a Hyperband study on PostgreSQL survives kill -9 of workers and coordinators and a restart of the
-database server. Opt-in (``python -m pytest -m chaos tests/test_chaos.py``): the default run deselects it.
+"""Chaos: a Hyperband study on PostgreSQL survives kill -9 of workers and coordinators, a worker frozen
+(SIGSTOP) past its lease and let go on (SIGCONT) after its trial was taken over, a worker whose clock runs an
+hour behind, and a restart of the database server; every COMPLETED trial's checkpoint row names an existing
+file with the recorded sha256. Opt-in (``python -m pytest -m chaos tests/test_chaos.py``): the default run
+deselects it.
 
 It runs on a PostgreSQL cluster of its own (tests/pg_cluster.py: initdb in a temporary directory, another
 port), which it restarts; the machine's server (HPSEARCH_TEST_PG) is never touched, and the test checks that
@@ -11,6 +14,7 @@ the trial is still mid-training before the SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -61,6 +65,22 @@ WHERE t.state = 'RUNNING' AND a.last_checkpoint_epoch IS NOT NULL AND a.last_che
 CHECKPOINT_WAIT_S = 300.0
 FALLBACK_S = 20.0
 CHAOS_LIMIT_S = 900.0
+# A worker whose clock, as hpsearch reads it, runs an hour behind: every store module's ``utcnow`` is replaced
+# before the CLI runs (leases and compared times must come from the database server's clock).
+SKEWED_WORKER = """
+import datetime, sys
+import hpsearch.cli
+import hpsearch.store.models as models
+real = models.utcnow
+def behind():
+    return real() - datetime.timedelta(hours=1)
+for module in list(sys.modules.values()):
+    if getattr(module, "__name__", "").startswith("hpsearch") and getattr(module, "utcnow", None) is real:
+        module.utcnow = behind
+hpsearch.cli.main()
+"""
+# Attempts of a trial after the given one: the trial was taken over (or ended) while that attempt's worker slept.
+TAKEN_OVER = "SELECT COUNT(*) FROM trial_attempts WHERE trial_id = :trial AND attempt > :attempt"
 
 
 @dataclass(frozen=True)
@@ -127,16 +147,20 @@ class Chaos:
         self.env = {**os.environ, "HPSEARCH_DB": self.url, "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.base = [sys.executable, "-m", "hpsearch"]
         self.started = Counter[str]()
-        self.workers = [self.start("worker") for _ in range(4)]
+        self.workers = [self.start("worker") for _ in range(3)]
+        # Never killed nor paused: it must complete trials with its clock an hour behind.
+        self.skewed = self.start("skewed")
         self.coordinators = [self.start("coordinator") for _ in range(2)]
         self.targeted: list[TargetedKill] = []
+        self.paused: list[TargetedKill] = []
 
     def start(self, kind: str) -> subprocess.Popen[bytes]:
         args = ["coordinator", "--lease", "2"] if kind == "coordinator" else ["worker", "--study", "tiny"]
+        base = [sys.executable, "-c", SKEWED_WORKER] if kind == "skewed" else self.base
         log = (self.logs / f"{kind}-{self.started[kind]}.log").open("wb")
         self.started[kind] += 1
         return subprocess.Popen(
-            [*self.base, *args],
+            [*base, *args],
             env=self.env,
             cwd=self.cwd,
             stdout=log,
@@ -187,6 +211,22 @@ class Chaos:
         self.workers[index].wait()
         self.workers[index] = self.start("worker")
 
+    def pause_worker(self, deadline: float, required: bool) -> None:
+        """Freeze (SIGSTOP) a worker whose trial checkpointed, wait until another attempt took the trial over (its
+        lease lapsed), then let it go on (SIGCONT): its late writes must change nothing."""
+        while (frozen := self.freeze_checkpointed_worker()) is None:
+            if time.monotonic() >= deadline or not self.running():
+                assert not required, f"no running trial checkpointed within {CHECKPOINT_WAIT_S:.0f}s to pause"
+                return
+            time.sleep(0.5)
+        index, paused = frozen
+        self.paused.append(paused)
+        taken_over = time.monotonic() + CHECKPOINT_WAIT_S
+        while not query(self.url, TAKEN_OVER, trial=paused.trial_id, attempt=paused.attempt)[0][0]:
+            assert time.monotonic() < taken_over, f"trial {paused.trial_id} was never taken over"
+            time.sleep(0.5)
+        kill_group(self.workers[index], signal.SIGCONT)
+
     def kill_coordinator(self) -> None:
         """Kill the coordinator that holds the study's lease (the first one when none holds it)."""
         holders = query(self.url, "SELECT holder FROM coordinator_leases")
@@ -197,16 +237,17 @@ class Chaos:
         self.coordinators[victim] = self.start("coordinator")
 
     def stop_all(self) -> None:
-        for process in self.workers + self.coordinators:
+        for process in [*self.workers, self.skewed, *self.coordinators]:
             kill_group(process)
             process.wait()
 
 
 def run_chaos(chaos: Chaos) -> Counter[str]:
-    """Five worker kills, two coordinator kills and one database restart, in a seeded order, 2-4 s apart."""
+    """Five worker kills, a worker paused past its lease, two coordinator kills and one database restart, in a
+    seeded order, 2-4 s apart."""
     rng = random.Random(20261124)
     kills = Counter[str]()
-    events = ["worker"] * 5 + ["coordinator"] * 2 + ["postgres"]
+    events = ["worker"] * 5 + ["pause"] + ["coordinator"] * 2 + ["postgres"]
     rng.shuffle(events)
     started = time.monotonic()
     next_event = started + 6
@@ -217,6 +258,8 @@ def run_chaos(chaos: Chaos) -> Counter[str]:
                 first = not chaos.targeted
                 wait = CHECKPOINT_WAIT_S if first else FALLBACK_S
                 chaos.kill_worker(time.monotonic() + wait, required=first)
+            elif event == "pause":
+                chaos.pause_worker(time.monotonic() + CHECKPOINT_WAIT_S, required=True)
             elif event == "coordinator":
                 chaos.kill_coordinator()
             else:
@@ -224,7 +267,10 @@ def run_chaos(chaos: Chaos) -> Counter[str]:
             kills[event] += 1
             next_event = time.monotonic() + rng.uniform(2, 4)
         time.sleep(0.5)
-    print(f"\nchaos events: {dict(kills)} in {time.monotonic() - started:.0f}s; targeted kills: {chaos.targeted}")
+    print(
+        f"\nchaos events: {dict(kills)} in {time.monotonic() - started:.0f}s; targeted kills: {chaos.targeted}; "
+        f"paused: {chaos.paused}"
+    )
     return kills
 
 
@@ -267,7 +313,7 @@ def test_hyperband_study_survives_kills_and_a_database_restart(own_pg: PgCluster
     # The machine's server was not restarted (nor stopped) by any of this.
     if machine_started is not None:
         assert machine_server_started() == machine_started, "the machine's PostgreSQL server was restarted"
-    assert kills == {"worker": 5, "coordinator": 2, "postgres": 1}, "the study ended before the chaos did"
+    assert kills == {"worker": 5, "pause": 1, "coordinator": 2, "postgres": 1}, "the study ended before the chaos did"
 
     url = own_pg.url
     study = query(url, "SELECT state, message FROM studies WHERE name = 'tiny'")[0]
@@ -298,6 +344,28 @@ def test_hyperband_study_survives_kills_and_a_database_restart(own_pg: PgCluster
         assert numbered[kill.attempt].outcome != "COMPLETED", (kill, numbered)
         assert kill.attempt + 1 in numbered, (kill, numbered)
         assert numbered[kill.attempt + 1].start_epoch >= kill.epoch >= 1, (kill, numbered)
+    # The paused worker's attempt was taken over, never completed, and its late writes changed nothing.
+    assert chaos.paused, "no worker was paused past its lease"
+    for pause in chaos.paused:
+        numbered = {r.attempt: r for r in by_trial[pause.trial_id]}
+        assert numbered[pause.attempt].outcome != "COMPLETED" and pause.attempt + 1 in numbered, (pause, numbered)
+    # Every COMPLETED trial's checkpoint row names an existing file with the recorded sha256.
+    checkpoints = {
+        row.trial_id: row for row in query(url, "SELECT trial_id, uri, sha256 FROM artifacts WHERE kind = 'checkpoint'")
+    }
+    for trial in trials:
+        if trial.state == "COMPLETED":
+            row = checkpoints[trial.id]
+            assert Path(row.uri).is_file(), (trial.number, row.uri)
+            assert hashlib.sha256(Path(row.uri).read_bytes()).hexdigest() == row.sha256, (trial.number, row.uri)
+    # The worker an hour behind completed trials of its own.
+    skewed = query(
+        url,
+        "SELECT COUNT(*) FROM trial_attempts a JOIN workers w ON w.id = a.worker_id "
+        "WHERE w.pid = :pid AND a.outcome = 'COMPLETED'",
+        pid=chaos.skewed.pid,
+    )
+    assert skewed[0][0] >= 1, "the worker with a skewed clock completed no trial"
     completed = [t.objective for t in trials if t.state == "COMPLETED" and t.objective is not None]
     best = subprocess.run([*base, "best", "tiny", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert json.loads(best.stdout)["best"]["objective"] == max(completed)
