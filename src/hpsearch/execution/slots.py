@@ -107,7 +107,7 @@ class SlotWorker(Worker):
 
     def run_trial(self, claimed: ClaimedTrial) -> None:
         if self.stop.is_set() or not self.budget.take():
-            self.store.release(claimed.trial_id, self.id)  # claimed as the group stopped: back, uncharged
+            self.store.release(claimed.trial_id, self.id, attempt=claimed.attempt)  # claimed as it stopped: back
             self.max_trials = 0  # the loop ends after this call
             if self.stop.is_set():
                 raise KeyboardInterrupt
