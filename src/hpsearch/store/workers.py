@@ -40,26 +40,6 @@ class Workers(Database):
         return [(worker_id, pid, trials) for worker_id, (pid, trials) in found.items()]
 
     @retrying
-    def unstopped_workers(self, host: str) -> list[tuple[int, int, list[int]]]:
-        """The workers of ``host`` not STOPPED, as ``(worker id, pid, ids of the trials it holds RUNNING)``:
-        what a new run checks for workers a killed one left behind (see control.recovery)."""
-        from hpsearch.store.models import Trial, TrialState
-
-        query = (
-            select(Worker.id, Worker.pid, Trial.id)
-            .outerjoin(Trial, (Trial.worker_id == Worker.id) & (Trial.state == TrialState.RUNNING))
-            .where(Worker.host == host, Worker.state != "STOPPED")
-            .order_by(Worker.id)
-        )
-        found: dict[int, tuple[int, list[int]]] = {}
-        with self.autocommit() as connection:
-            for worker_id, pid, trial_id in connection.execute(query):
-                trials = found.setdefault(worker_id, (pid, []))[1]
-                if trial_id is not None:
-                    trials.append(trial_id)
-        return [(worker_id, pid, trials) for worker_id, (pid, trials) in found.items()]
-
-    @retrying
     def register_worker(
         self,
         name: str,
