@@ -74,6 +74,7 @@ def test_reloads_the_server():
 """
 
 
+@pytest.mark.slow  # whole pytest runs, each with a cluster of its own
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_run_that_reloads_the_server_fails(tmp_path: Path, workers: str) -> None:
     """A whole pytest run, serial and under xdist, whose only test passes but reloads the server it is

@@ -307,6 +307,7 @@ print(json.dumps(run(sys.argv[1], sys.argv[2])))
 """
 
 
+@pytest.mark.slow  # two fresh processes that import autokeras: among the suite's longest
 def test_preprocessing_is_the_same_on_every_worker_and_the_saved_model_reloads_in_a_fresh_process(
     tmp_path: Path,
 ) -> None:

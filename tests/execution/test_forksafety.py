@@ -47,6 +47,7 @@ def test_the_probe_is_refused_only_with_its_exit_code() -> None:
         check_probe(FORK_UNSAFE_EXIT, ["x"])
 
 
+@pytest.mark.slow  # a fresh process that imports jax: among the suite's longest
 def test_a_preload_that_marks_a_jax_backend_initialised_is_refused(tmp_path: Path) -> None:
     """Any backend: a stand-in for jax's bridge module with a created backend, as JAX leaves it."""
     fake = (

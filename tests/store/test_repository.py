@@ -220,6 +220,7 @@ def _claim_all(url: str, index: int, queue: multiprocessing.Queue) -> None:  # t
     queue.put(claimed)
 
 
+@pytest.mark.slow  # many claiming processes: among the suite's longest
 def test_concurrent_claimers_take_every_trial_exactly_once(store: Store, db_url: str) -> None:
     study = add_study(store)
     store.add_trials(study, [NewTrial({"i": i}, 1) for i in range(500)])

@@ -154,7 +154,8 @@ def test_median_stopping_stops_only_trials_below_the_median() -> None:
     assert MedianStopping(scheduler.inner, min_trials=6).to_stop(context(5), finished + running) == []
 
 
-@pytest.mark.parametrize("kind", ["tpe", "bayesian"])
+# The GP sampler (torch) is among the suite's longest tests: slow.
+@pytest.mark.parametrize("kind", ["tpe", pytest.param("bayesian", marks=pytest.mark.slow)])
 def test_model_based_samplers_are_deterministic_and_spread_pending_trials(kind: str) -> None:
     strategy = make_strategy({"algorithm": kind, "n_startup_trials": 4})
     study = context(3, max_trials=100)

@@ -47,6 +47,7 @@ def served(store: Store, db_url: str) -> Iterator[str]:
     readonly.engine.dispose()
 
 
+@pytest.mark.slow  # a live server driven in Chromium: among the suite's longest
 def test_the_study_page_grows_live_and_links_through(store: Store, served: str, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
