@@ -167,7 +167,7 @@ class Study:
         log_dir = artifact_path(study.artifact_root, study.name, "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         if study.state != StudyState.RUNNING:
-            self.store.set_study_state(study.id, StudyState.RUNNING)
+            self.store.resume_study(study.id)  # a FAILED study: its failure streak is reset (see resume)
         # workers=0: this process only coordinates; `hpsearch worker` processes elsewhere train.
         count = study.spec["run"]["workers"] if workers is None else workers
         from hpsearch.execution.orphans import ParentLink
@@ -209,13 +209,16 @@ class Study:
         if record.state == StudyState.RUNNING:
             self.store.set_study_state(record.id, StudyState.STOPPED, message)
 
-    def resume(self, message: str | None = None) -> None:
-        """Let a stopped (or FAILED) study run again (a coordinator picks it up). A RUNNING study stays as it
-        is; a COMPLETED one is refused: `extend` grows its budget first (docs/schema.md, the state table)."""
+    def resume(self, message: str | None = None) -> int:
+        """Let a stopped (or FAILED) study run again (a coordinator picks it up). A FAILED study's streak of
+        consecutive failures is reset, so that it runs again once the cause is fixed; returns how many failures
+        that forgave (0 for a study that was not FAILED). A RUNNING study stays as it is; a COMPLETED one is
+        refused: `extend` grows its budget first (docs/schema.md, the state table)."""
         record = self.record
         _refuse_finished(record, "resume")
-        if record.state != StudyState.RUNNING:
-            self.store.set_study_state(record.id, StudyState.RUNNING, message)
+        if record.state == StudyState.RUNNING:
+            return 0
+        return self.store.resume_study(record.id, message)
 
     def extend(self, *, max_trials: int | None = None, max_wall_time: float | None = None) -> None:
         """Raise the study's budget to these totals (trials; seconds of wall time since its creation). A

@@ -67,8 +67,20 @@ def _say_if_created(url: str, new_database: bool) -> None:
 def _set_state(name: str, db: str | None, state: StudyState) -> None:
     study = load_study(name, db=db)
     message = f"{state.value.lower()} by `hpsearch study` at {utcnow():%Y-%m-%d %H:%M:%S} UTC"
-    study.stop(message) if state == StudyState.STOPPED else study.resume(message)
-    out.print(f"study {name}: {state.value}")
+    was = study.record
+    forgiven = 0
+    if state == StudyState.STOPPED:
+        study.stop(message)
+    else:
+        forgiven = study.resume(message)
+    out.print(f"study {name}: {state.value}", highlight=False)
+    if forgiven:
+        out.print(_streak_reset(was.message, forgiven), highlight=False)
+
+
+def _streak_reset(reason: str | None, forgiven: int) -> str:
+    """The one line saying that resuming a FAILED study forgave its last failures (issue 24)."""
+    return f"it had FAILED ({reason or 'no reason recorded'}); its {forgiven} consecutive failures no longer count"
 
 
 @study_app.command("stop")
@@ -258,6 +270,9 @@ def run(
         print_best(study.store, study.record, as_json=False)
         return
     verb = "created" if study.created else "resumed"
+    if study.state == StudyState.FAILED:
+        reason = study.record.message
+        out.print(_streak_reset(reason, study.resume()), highlight=False)
     out.print(f"study {study.name} {verb}: {count} workers, {mask_url(url)}")
     logging.getLogger("hpsearch").setLevel(logging.WARNING)
     try:

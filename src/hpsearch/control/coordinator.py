@@ -143,7 +143,7 @@ class Coordinator:
         declared in fit); returns False when the study has ended."""
         search = study.spec["search"]
         limit = search["max_consecutive_failures"]
-        failures = self.store.consecutive_failures(study.id, up_to=limit)
+        failures = self.store.consecutive_failures(study.id, up_to=limit, since=study.failures_reset_at)
         if failures >= limit:
             message = f"{failures} consecutive trials failed (max_consecutive_failures = {limit})"
             self.store.set_study_state(study.id, StudyState.FAILED, message)

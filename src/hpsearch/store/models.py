@@ -73,6 +73,10 @@ class Study(Base):
     message: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Set when a FAILED study is resumed: the latest finished_at of its trials then. Only trials finished
+    # after it count towards max_consecutive_failures (a value of the trials' own clock, never compared
+    # with another machine's).
+    failures_reset_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
 class Worker(Base):

@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy import and_, bindparam, func, or_, select
 
@@ -109,14 +110,17 @@ class Planning(Database):
         return {state.value: int(found.get(state.value, 0)) for state in TrialState}
 
     @retrying
-    def consecutive_failures(self, study_id: int, up_to: int = 1000) -> int:
-        """How many of the latest finished trials failed in a row, counting up to ``up_to``."""
+    def consecutive_failures(self, study_id: int, up_to: int = 1000, since: datetime | None = None) -> int:
+        """How many of the latest finished trials failed in a row, counting up to ``up_to``; with ``since``
+        (a resumed FAILED study's ``failures_reset_at``) only trials finished after it."""
         query = (
             select(Trial.state)
             .where(Trial.study_id == study_id, Trial.state.in_(list(FINISHED_STATES)))
             .order_by(Trial.finished_at.desc(), Trial.id.desc())
             .limit(up_to)
         )
+        if since is not None:
+            query = query.where(Trial.finished_at > since)
         with self.autocommit() as connection:
             states = list(connection.scalars(query))
         run = 0

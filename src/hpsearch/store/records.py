@@ -56,6 +56,8 @@ class StudyRecord:
     message: str | None
     created_at: datetime
     updated_at: datetime
+    # Trials finished up to this instant no longer count as consecutive failures (a FAILED study resumed).
+    failures_reset_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from hpsearch.errors import UsageError
 from hpsearch.store.database import Database, retrying
 from hpsearch.store.locks import serialize
-from hpsearch.store.models import Study, StudyState
+from hpsearch.store.models import FINISHED_STATES, Study, StudyState, Trial, TrialState
 from hpsearch.store.records import NewStudy, StudyRecord, from_row, new_values
 from hpsearch.store.statements import STUDY_STATE
 
@@ -112,6 +112,35 @@ class Studies(Database):
         """Set a study's state and message. Example: ``store.set_study_state(1, StudyState.STOPPED)``."""
         with self.session() as session:
             session.execute(update(Study).where(Study.id == study_id).values(state=state, message=message))
+
+    @retrying
+    def resume_study(self, study_id: int, message: str | None = None) -> int:
+        """Set a study RUNNING. A FAILED one also has its consecutive-failure streak reset: trials finished
+        so far no longer count towards ``max_consecutive_failures`` (its cause, a full or read-only artifact
+        root, say, may be fixed). Returns how many failures in a row that forgave (0 unless it was FAILED).
+        Example: ``store.resume_study(store.study("mnist").id)`` -> ``3``."""
+        with self.session() as session:
+            study = session.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            assert study is not None
+            forgiven = 0
+            if study.state == StudyState.FAILED:
+                finished = (
+                    select(Trial.state, Trial.finished_at)
+                    .where(Trial.study_id == study_id, Trial.state.in_(list(FINISHED_STATES)))
+                    .order_by(Trial.finished_at.desc(), Trial.id.desc())
+                )
+                if study.failures_reset_at is not None:
+                    finished = finished.where(Trial.finished_at > study.failures_reset_at)
+                latest = session.execute(finished).all()
+                for state, _ in latest:
+                    if state != TrialState.FAILED:
+                        break
+                    forgiven += 1
+                if latest:
+                    # The trials' own latest timestamp, not this machine's clock: see Study.failures_reset_at.
+                    study.failures_reset_at = latest[0].finished_at
+            study.state, study.message = StudyState.RUNNING, message
+            return forgiven
 
     @retrying
     def extend_study(
