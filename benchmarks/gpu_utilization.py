@@ -4,15 +4,16 @@
     python benchmarks/gpu_utilization.py --variants baseline,all  # a subset
 
 Each variant is a whole hpsearch study (benchmarks/gpu_cnn.py: a small CNN on MNIST-5k tiled to 28k images,
-random search) run by ``hpsearch coordinator`` and ``hpsearch worker --gpu 0`` processes on SQLite, while
-``nvidia-smi`` samples utilization.gpu (the share of time a kernel was running) every 200 ms. The busy share
+random search) run by ``hpsearch coordinator`` and one ``hpsearch worker --gpu 0 --slots K`` process on SQLite,
+while ``nvidia-smi`` samples utilization.gpu (the share of time a kernel was running) every 200 ms. The busy share
 is the mean of the samples from the first trial's start to the last trial's end (both read from the
-database), so the workers' start-up is not counted; trial start-up, building, checkpoints and reports are.
+database), so the worker's start-up is not counted; trial start-up, building, checkpoints and reports are.
 
-Variants: ``baseline`` (one worker per GPU); ``2-per-gpu``, ``4-per-gpu``, ``8-per-gpu`` (several workers, so several
-trials, share the GPU; TF_FORCE_GPU_ALLOW_GROWTH keeps each from taking all its memory); ``prefetch``
-(tf.data cache/shuffle/prefetch and steps_per_execution=32); ``mixed`` and ``4-per-gpu-mixed`` (mixed_float16); ``xla``
-(jit_compile); ``all`` (4 per GPU with prefetch, mixed precision and XLA). Target: >= 90% busy on one H100.
+Variants (default: K = 1, 2, 4, 8 slots, each without and with mixed precision): ``K-slots`` (K trials at once
+on GPU 0; the worker sets memory growth / a 0.9/K memory cap per backend so they fit together);
+``K-slots-mixed`` (and ``[fit] mixed_precision = true``); opt-in: ``xla`` (1 slot, ``[fit] jit_compile =
+true``), ``prefetch`` (1 slot, tf.data cache/shuffle/prefetch and steps_per_execution=32), ``all`` (4 slots,
+prefetch, mixed precision and XLA). Without an NVIDIA GPU it prints one line saying it skipped, and exits 0.
 """
 
 from __future__ import annotations
@@ -34,18 +35,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-# name -> (workers sharing GPU 0, HPSEARCH_BENCH_GPU_VARIANT)
-VARIANTS: dict[str, tuple[int, str]] = {
-    "baseline": (1, ""),
-    "2-per-gpu": (2, ""),
-    "4-per-gpu": (4, ""),
-    "8-per-gpu": (8, ""),
-    "prefetch": (1, "prefetch"),
-    "mixed": (1, "mixed"),
-    "4-per-gpu-mixed": (4, "mixed"),
-    "xla": (1, "xla"),
-    "all": (4, "prefetch,mixed,xla"),
+# name -> (slots of the one worker on GPU 0, [fit] mixed_precision, [fit] jit_compile, HPSEARCH_BENCH_GPU_VARIANT)
+VARIANTS: dict[str, tuple[int, bool, bool, str]] = {
+    **{f"{k}-slots": (k, False, False, "") for k in (1, 2, 4, 8)},
+    **{f"{k}-slots-mixed": (k, True, False, "") for k in (1, 2, 4, 8)},
+    "xla": (1, False, True, ""),
+    "prefetch": (1, False, False, "prefetch"),
+    "all": (4, True, True, "prefetch"),
 }
+DEFAULT = [name for name in VARIANTS if name.split("-")[0].isdigit()]
 
 STUDY = """
 [study]
@@ -62,9 +60,8 @@ max_epochs = {epochs}
 
 [fit]
 batch_size = 256
-
-[run]
-workers = {workers}
+mixed_precision = {mixed}
+jit_compile = {xla}
 """
 
 
@@ -111,16 +108,16 @@ class Sampler:
 
 
 def run_variant(name: str, trials: int, epochs: int, workdir: Path) -> dict[str, float]:
-    workers, variant = VARIANTS[name]
+    slots, mixed, xla, variant = VARIANTS[name]
     study_file = workdir / f"{name}.toml"
-    study_file.write_text(STUDY.format(name=name, here=HERE, trials=trials, epochs=epochs, workers=workers))
+    flags = {"mixed": str(mixed).lower(), "xla": str(xla).lower()}
+    study_file.write_text(STUDY.format(name=name, here=HERE, trials=trials, epochs=epochs, **flags))
     db = workdir / f"{name}.db"
     env = {
         **os.environ,
         "HPSEARCH_DB": f"sqlite:///{db}",
         "HPSEARCH_ARTIFACTS": str(workdir / "artifacts"),
         "HPSEARCH_BENCH_GPU_VARIANT": variant,
-        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
     }
@@ -133,11 +130,9 @@ def run_variant(name: str, trials: int, epochs: int, workdir: Path) -> dict[str,
         subprocess.Popen([*hpsearch, "coordinator", "--study", f"gpu_{name}", "--exit-when-done"], env=env, stdout=log,
                          stderr=subprocess.STDOUT)
     ]  # fmt: skip
-    processes += [
-        subprocess.Popen([*hpsearch, "worker", "--gpu", "0", "--study", f"gpu_{name}", "--exit-when-done"], env=env,
-                         stdout=log, stderr=subprocess.STDOUT)
-        for _ in range(workers)
-    ]  # fmt: skip
+    # One worker, K slots: the worker itself sets how they share the GPU's memory (hpsearch.execution.gpu).
+    worker = [*hpsearch, "worker", "--gpu", "0", "--slots", str(slots), "--study", f"gpu_{name}", "--exit-when-done"]
+    processes.append(subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT))
     for process in processes:
         process.wait()
     sampler.stop()
@@ -148,14 +143,15 @@ def run_variant(name: str, trials: int, epochs: int, workdir: Path) -> dict[str,
     utc = datetime.UTC
     start = datetime.datetime.fromisoformat(first).replace(tzinfo=utc).timestamp()
     end = datetime.datetime.fromisoformat(last).replace(tzinfo=utc).timestamp()
-    return {"workers": workers, "busy": sampler.mean(start, end), "wall": end - start, "completed": done or 0}
+    busy = sampler.mean(start, end)
+    return {"slots": slots, "mixed": mixed, "busy": busy, "wall": end - start, "completed": done or 0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(DEFAULT), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names if v not in VARIANTS]
@@ -172,13 +168,15 @@ def main() -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {gpus[0]}")
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     print(f"{args.trials} trials x {args.epochs} epochs per variant; busy = mean nvidia-smi utilization.gpu")
-    print("\n| variant | workers on GPU 0 | trials completed | wall s (first to last trial) | trials/hour | GPU busy |")
-    print("|---|---|---|---|---|---|")
+    columns = ["variant", "slots on GPU 0", "mixed precision", "trials completed", "wall s (first to last trial)"]
+    print("\n| " + " | ".join([*columns, "trials/hour", "GPU busy"]) + " |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="hpsearch-gpu-") as directory:
         for name in names:
             result = run_variant(name, args.trials, args.epochs, Path(directory))
             per_hour = 3600 * result["completed"] / result["wall"] if result["wall"] > 0 else 0.0
-            cells = [name, result["workers"], result["completed"], f"{result['wall']:.1f}", f"{per_hour:.0f}"]
+            cells = [name, result["slots"], "yes" if result["mixed"] else "no", result["completed"]]
+            cells += [f"{result['wall']:.1f}", f"{per_hour:.0f}"]
             cells.append(f"{result['busy']:.0f}%")
             print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
     print("\ntarget: >= 90% busy on one H100")

@@ -175,7 +175,9 @@ class Study:
         # The workers stop by themselves when this process dies, even by SIGKILL (see execution.orphans).
         link = ParentLink()
         url = self.store.engine.url.render_as_string(hide_password=False)
-        procs = _start_workers(url, study.name, count, log_dir, link)
+        # A study that requires a Keras backend gets local workers of that backend (others would not claim it).
+        backend = study.spec["run"].get("backend")
+        procs = _start_workers(url, study.name, count, log_dir, link, backend=backend)
         link.children_started()
 
         def tick() -> None:
@@ -367,10 +369,10 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], grace_seconds: float = 6
 
 
 def _start_workers(
-    url: str, study: str, count: int, log_dir: Path, link: ParentLink
+    url: str, study: str, count: int, log_dir: Path, link: ParentLink, backend: str | None = None
 ) -> list[subprocess.Popen[bytes]]:
     # The URL travels in the environment, not on the command line, where `ps` would show its password.
-    env = {**os.environ, "HPSEARCH_DB": url, **link.child_env()}
+    env = {**os.environ, "HPSEARCH_DB": url, **link.child_env(), **({"KERAS_BACKEND": backend} if backend else {})}
     command = [sys.executable, "-m", "hpsearch", "worker", "--study", study, "--exit-when-done"]
     return [
         subprocess.Popen(

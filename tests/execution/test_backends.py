@@ -50,3 +50,24 @@ def test_run_backend_is_one_of_the_three() -> None:
     with pytest.raises(SpecError) as caught:
         validate_spec({**SPEC, "run": {"backend": "mxnet"}}, "s.toml")
     assert "run.backend" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_run_starts_workers_of_the_backend_the_study_requires(db_url: str, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from hpsearch.api import create_study
+    from hpsearch.store import TrialState, open_store
+    from hpsearch.store.models import Worker
+
+    from ..conftest import write_tiny_study
+
+    path = write_tiny_study(tmp_path, max_trials=1, max_epochs=1, workers=1)
+    path.write_text(path.read_text().replace("[run]\n", '[run]\nbackend = "torch"\n'))
+    store = open_store(db_url, create=True)
+    create_study(path, store=store, artifacts=tmp_path / "artifacts").run()  # this process: tensorflow
+    trial = store.trials(store.study("tiny").id)[0]
+    assert trial.state == TrialState.COMPLETED, trial.error
+    with store.engine.connect() as connection:
+        row = connection.execute(sa.select(Worker.backend, Worker.backend_version)).one()
+    assert tuple(row) == ("torch", metadata.version("torch"))
