@@ -145,7 +145,7 @@ def test_trials_complete_with_every_epoch_and_a_verified_checkpoint(store: Store
         assert Path(checkpoint.uri).is_relative_to(Path(study.artifact_root) / "tiny" / "trials")
         assert Path(study.artifact_root).parent == (tmp_path / "artifacts").resolve()
         # Earlier epochs' files were removed once the newer one was recorded.
-        assert [p.name for p in Path(checkpoint.uri).parent.iterdir()] == ["checkpoint-0003.weights.h5"]
+        assert [p.name for p in Path(checkpoint.uri).parent.iterdir()] == ["checkpoint-a1-0003.weights.h5"]
 
 
 def test_a_killed_trial_resumes_from_its_last_checkpoint(store: Store, tmp_path: Path) -> None:
@@ -375,7 +375,7 @@ def test_a_trial_past_its_timeout_fails_and_the_worker_goes_on(store: Store, tmp
 
 def test_an_unusable_checkpoint_restarts_the_trial_from_scratch(store: Store, tmp_path: Path) -> None:
     marker = tmp_path / "killed"
-    checkpoint = tmp_path / "artifacts" / "tiny-*" / "tiny" / "trials" / "0" / "checkpoint-0001.weights.h5"
+    checkpoint = tmp_path / "artifacts" / "tiny-*" / "tiny" / "trials" / "0" / "checkpoint-a1-0001.weights.h5"
     path = write_tiny_study(tmp_path, extra_module=FAULTS, max_trials=1, max_epochs=3)
     callback = (
         f'{{ name = "tiny.py:CorruptCheckpointAndKillOnce", marker = "{marker}", epoch = 1, '
