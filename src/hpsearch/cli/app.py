@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,13 @@ from hpsearch.errors import HpsearchError
 # every command, --debug too: its C++ start-up chatter (CUDA probing, CPU features) would bury the output.
 # Child processes inherit it; a user who wants those logs sets TF_CPP_MIN_LOG_LEVEL=0.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Keras' ONNX export (every promote) warns about numpy's np.object when it first runs: noise in the output, about
+# keras' own code. Only that module's FutureWarning, in this process and, through PYTHONWARNINGS (appended, so a
+# user's own filters stay), in every worker and trial process started from it.
+_KERAS_ONNX_NOISE = "ignore::FutureWarning:keras.src.export.tf2onnx_lib"
+warnings.filterwarnings("ignore", category=FutureWarning, module="keras.src.export.tf2onnx_lib")
+if _KERAS_ONNX_NOISE not in os.environ.get("PYTHONWARNINGS", ""):
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _KERAS_ONNX_NOISE]))
 
 
 def _no_type_after_flags() -> None:
