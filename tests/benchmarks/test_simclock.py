@@ -145,3 +145,22 @@ def test_hpsearch_hyperband_with_four_workers_plans_each_promotion_once() -> Non
     assert result.epochs == sum(t.budget_epochs - t.initial_epoch for t in history)
     assert recorder.full_trials == sum(t.budget_epochs == problem.max_epochs for t in history)
     assert math.isclose(result.busy, result.epochs)  # one time unit per epoch
+
+
+def test_the_report_reads_scores_at_the_anchors_wall_time() -> None:
+    from simclock.report import Table
+    from simclock.runner import ANCHOR, Run
+
+    anchor = Run("p", 4, 1, ANCHOR, math.inf, end=10.0, curve=[(4.0, 0.5), (8.0, 0.7)])
+    fast = Run("p", 4, 1, "hpsearch asha", 10.0, end=10.0, curve=[(2.0, 0.6), (5.0, 0.9)])
+    late = Run("p", 4, 1, "dehb", 10.0, end=10.0, curve=[(9.0, 0.65)])
+    empty = Run("p", 4, 1, "smac mf", 10.0, end=10.0)
+    table = Table([anchor, fast, late, empty])
+    assert table.target(1) == (0.7, 10.0)  # Keras Tuner Hyperband's final score and wall time
+    assert table.score("hpsearch asha", 1) == 0.9 and table.ratio("hpsearch asha", 1) == 0.5
+    assert table.score("dehb", 1) == 0.65 and table.ratio("dehb", 1) == math.inf  # never reaches 0.7
+    assert table.score("smac mf", 1) == -math.inf  # nothing trained to max_epochs by T: loses every duel
+    assert fast.score_at(4.9) == 0.6 and fast.score_at(1.0) is None
+    assert table.duel("hpsearch asha", "dehb")[:2] == (1, 0)
+    assert table.duel("dehb", "smac mf")[:2] == (1, 0)
+    assert table.best_ours() == "hpsearch asha"
