@@ -57,3 +57,36 @@ def test_gpu_all_without_a_gpu_says_so_in_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "error: --gpu all: no GPU is visible on this machine (CUDA_VISIBLE_DEVICES names none, nvidia-smi lists none)"
     ]
+
+
+@pytest.mark.slow
+def test_gpu_all_starts_one_worker_per_gpu(db_url: str, tmp_path: Path) -> None:
+    """Two GPUs listed (a stand-in nvidia-smi; the trials still train on the CPU): one worker process each."""
+    import sqlalchemy as sa
+
+    from hpsearch.api import create_study
+    from hpsearch.control.coordinator import Coordinator
+    from hpsearch.store import TrialState
+    from hpsearch.store.models import Worker
+
+    from ..conftest import write_tiny_study
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    listing = "echo 'GPU 0: Stand-in (UUID: GPU-a)'\necho 'GPU 1: Stand-in (UUID: GPU-b)'\n"
+    (tools / "nvidia-smi").write_text("#!/bin/sh\n" + listing)
+    (tools / "nvidia-smi").chmod(0o755)
+    store = open_store(db_url, create=True)
+    path = write_tiny_study(tmp_path, max_trials=2, max_epochs=1)
+    study = create_study(path, store=store, artifacts=tmp_path / "artifacts").record
+    Coordinator(store, [study.name]).step(study, target_queued=2)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{tools}{os.pathsep}{env.get('PATH', '')}"
+    command = ["worker", "--db", db_url, "--gpu", "all", "--study", "tiny", "--idle-timeout", "3"]
+    done = subprocess.run([sys.executable, "-m", "hpsearch", *command], env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [t.state for t in store.trials(study.id)] == [TrialState.COMPLETED] * 2
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.select(Worker.gpu, Worker.pid, Worker.state)).all()
+    assert sorted(row.gpu for row in rows) == ["0", "1"] and len({row.pid for row in rows}) == 2
+    assert {row.state for row in rows} == {"STOPPED"}
