@@ -139,7 +139,7 @@ def test_a_replaced_checkpoint_outside_the_root_is_not_deleted(
         )
     )
     spec = load_spec(write_tiny_study(tmp_path))
-    run = _TrialRun(worker, claimed, _StudyCache(study, spec, tmp_path), task=None, claimed_at=0.0)
+    run = _TrialRun(worker, claimed, _StudyCache(study, spec, tmp_path), task=None, first_beat_at=0.0)
     inside = root / "tiny" / "trials" / "0" / "checkpoint-0002.weights.h5"
     with caplog.at_level(logging.WARNING, logger="hpsearch.execution.worker"):
         assert run.receive(CheckpointWritten(2, str(inside), "0" * 64, 10))
