@@ -85,8 +85,9 @@ class FinalTask:
 
 
 class FitState(keras.callbacks.Callback):
-    """Keeps what BackupAndRestore does not: EarlyStopping's patience counter and best value, and the
-    best epoch so far, so that a resumed job stops where an uninterrupted one would have."""
+    """Keeps what BackupAndRestore does not: EarlyStopping's patience counter and best value, the best
+    epoch so far, so that a resumed job stops where an uninterrupted one would have, and every epoch's logs,
+    so that a resumed job re-sends those the worker may not have recorded before the kill."""
 
     def __init__(
         self,
@@ -107,6 +108,7 @@ class FitState(keras.callbacks.Callback):
         self.last_epoch = 0
         self.start_epochs: list[int] = []  # the epoch each attempt started from: [0, 7] = resumed after 7
         self.finished = False  # training ended (epochs done or early-stopped): a rerun only evaluates
+        self.history: dict[int, dict[str, float]] = {}  # epoch (1-based) -> its logs
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self.path.exists():
@@ -116,6 +118,7 @@ class FitState(keras.callbacks.Callback):
         self.best, self.best_epoch, self.last_epoch = state["best"], state["best_epoch"], state["epoch"]
         self.start_epochs = [*state["start_epochs"], self.last_epoch]
         self.finished = state["finished"]
+        self.history = {int(epoch): logs for epoch, logs in state.get("history", {}).items()}
         if self.best is not None:
             self.checkpoint.best = self.best
         if self.early_stopping is not None and state["wait"] is not None:
@@ -130,6 +133,7 @@ class FitState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.last_epoch = epoch + 1
+        self.history[epoch + 1] = {name: float(value) for name, value in (logs or {}).items()}
         value = (logs or {}).get(self.monitor)
         if value is not None and math.isfinite(float(value)):
             value = float(value)
@@ -145,6 +149,7 @@ class FitState(keras.callbacks.Callback):
             "wait": self.early_stopping.wait if self.early_stopping is not None else None,
             "start_epochs": self.start_epochs,
             "finished": self.finished,
+            "history": self.history,
         }
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(state))
@@ -152,11 +157,24 @@ class FitState(keras.callbacks.Callback):
 
 
 class FinalReporter(StopAware):
-    """Sends every epoch's logs to the worker; fails on a NaN loss; obeys stop."""
+    """Sends every epoch's logs to the worker; fails on a NaN loss; obeys stop.
 
-    def __init__(self, conn: Any, stop: Any) -> None:
+    A resumed job first re-sends the logs ``fit_state`` kept for the epochs before the one it starts from:
+    a kill can fall after an epoch's backup but before the worker recorded that epoch, and recording an
+    epoch twice is harmless (the store's epoch writes are idempotent).
+    """
+
+    def __init__(self, conn: Any, stop: Any, fit_state: FitState) -> None:
         super().__init__(stop)
         self.conn = conn
+        self.fit_state = fit_state
+        self.replayed = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.replayed:  # the first epoch of this attempt: ``epoch`` epochs are done already
+            self.replayed = True
+            for done in sorted(e for e in self.fit_state.history if e <= epoch):
+                self.conn.send(EpochEnded(done, self.fit_state.history[done]))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         values = {name: float(value) for name, value in (logs or {}).items()}
@@ -254,14 +272,16 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
     fit_state = FitState(out / FIT_STATE, checkpoint, early_stopping, monitor, mode)
     # The study's own EarlyStopping served the search; the final job's early stopping is ours.
     user_callbacks = [c for c in task.callbacks if c["name"] != "EarlyStopping"]
+    # BackupAndRestore comes last: an epoch's backup exists only once fit_state has kept its logs and state,
+    # so a resume from any backup can re-send every epoch it skips (FinalReporter) and stop as an
+    # uninterrupted run would. Kept after training: a job that fails later (export) resumes with training done.
     callbacks = [
         *make_callbacks(user_callbacks, task.base_dir),
-        # Kept after training: a job that fails later (export) resumes with training done.
-        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True, delete_checkpoint=False),
         checkpoint,
         *([early_stopping] if early_stopping is not None else []),
         fit_state,
-        FinalReporter(conn, stop),
+        FinalReporter(conn, stop, fit_state),
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True, delete_checkpoint=False),
     ]
     x, y, passed = fit_arguments(
         train, held_out, task.epochs, batch_size=task.batch_size, shuffle=task.shuffle, class_weight=task.class_weight
