@@ -6,11 +6,14 @@ import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from hpsearch.control import coordinator as coordinator_module
 from hpsearch.control.coordinator import Coordinator
 from hpsearch.store import NewStudy, Store, StudyRecord, StudyState, TrialState
 from hpsearch.store.db import make_engine
-from hpsearch.store.models import Study
+from hpsearch.store.models import Study, utcnow
+from hpsearch.store.statements import NOW
 from hpsearch.strategies.schedulers import Hyperband
 
 from ..conftest import UNIT_X_SPACE, add_study
@@ -150,6 +153,26 @@ def test_max_wall_time_closes_queued_trials_and_stops_running_ones(store: Store)
     assert not coordinator.step(store.study_by_id(study.id), target_queued=3)
     final = store.study_by_id(study.id)
     assert final.state == StudyState.COMPLETED and "max_wall_time" in (final.message or "")
+
+
+@pytest.mark.parametrize("hours", [-1.0, 1.0])
+def test_max_wall_time_is_judged_by_the_database_clock(
+    store: Store, monkeypatch: pytest.MonkeyPatch, hours: float
+) -> None:
+    """A coordinator whose clock is an hour off judges a 30-minute study by the database's clock (which also
+    wrote the study's created_at): the study neither ends at once nor runs an hour too long."""
+    study = budget_study(store, "half-hour", max_wall_time=1800.0)
+    with store.session() as session:
+        created, now = session.execute(sa.select(Study.created_at, NOW).where(Study.id == study.id)).one()
+    assert abs((now - created).total_seconds()) < 60  # written on the database's clock
+    monkeypatch.setattr(coordinator_module, "utcnow", lambda: utcnow() + timedelta(hours=hours), raising=False)
+    coordinator = Coordinator(store, ["half-hour"], prefetch=2)
+    assert coordinator.step(study, target_queued=2)
+    assert {t.state for t in store.trials(study.id)} == {TrialState.QUEUED}  # still in time
+    with store.session() as session:  # 31 minutes later, by the database's clock
+        session.get_one(Study, study.id).created_at -= timedelta(minutes=31)
+    assert not coordinator.step(store.study_by_id(study.id), target_queued=2)
+    assert "max_wall_time" in (store.study_by_id(study.id).message or "")
 
 
 def test_a_standby_coordinator_takes_over_when_the_lease_lapses(store: Store) -> None:

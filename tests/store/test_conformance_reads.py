@@ -15,6 +15,7 @@ from hpsearch.records import NewTrial
 from hpsearch.store import NewArtifact, NewFinalJob, Store, StudyRecord, StudyState, TrialState
 from hpsearch.store import database as database_module
 from hpsearch.store.database import Database, retrying
+from hpsearch.store.db import make_engine
 from hpsearch.store.final_jobs import FINAL_JOB_MAX_ATTEMPTS
 
 from ..conftest import add_study
@@ -238,7 +239,7 @@ def test_the_worker_and_coordinator_methods_retry_and_the_reads_do_not() -> None
 
 class _Flaky(Database):
     def __init__(self, failures: int) -> None:
-        super().__init__(engine=None, retry_seconds=60)  # type: ignore[arg-type]
+        super().__init__(engine=make_engine("sqlite://"), retry_seconds=60)  # never used: no statement runs
         self.failures, self.calls, self.inner_calls = failures, 0, 0
 
     @retrying

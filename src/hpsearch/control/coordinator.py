@@ -17,7 +17,6 @@ from hpsearch.control.recovery import repair_dead_workers
 from hpsearch.control.studies import study_context
 from hpsearch.errors import StoreError
 from hpsearch.store import Store, StudyState, TrialState
-from hpsearch.store.models import utcnow
 from hpsearch.store.records import StudyRecord
 from hpsearch.strategies import NewTrial, TrialView, make_strategy
 
@@ -157,7 +156,7 @@ class Coordinator:
         running = [t.number for t in history if t.state == TrialState.RUNNING]
         active = any(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in history)
 
-        out_of_time = search.get("max_wall_time") and utcnow() - study.created_at > timedelta(
+        out_of_time = search.get("max_wall_time") and self.store.now() - study.created_at > timedelta(
             seconds=search["max_wall_time"]
         )
         if out_of_time:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from hpsearch.errors import StoreError
 from hpsearch.store.db import connection_error
+from hpsearch.store.statements import db_now
 from hpsearch.store.urls import sqlite_file
 
 log = logging.getLogger("hpsearch.store")
@@ -82,6 +84,13 @@ class Database:
                 "the file was deleted or replaced while hpsearch was running; results from then on were lost"
                 " (restore the file, or start again with a new database)",
             )
+
+    def now(self) -> datetime:
+        """The database server's clock (naive UTC): what a time read from the database is compared with, so
+        that a machine whose clock is off never decides a lease or a study's wall time.
+        Example: ``store.now() - study.created_at`` is how long the study has existed."""
+        with self.transaction() as connection:
+            return db_now(connection)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -18,7 +18,7 @@ from hpsearch.store.database import Database, retrying
 from hpsearch.store.locks import serialize
 from hpsearch.store.models import FINISHED_STATES, Study, StudyState, Trial, TrialState
 from hpsearch.store.records import NewStudy, StudyRecord, from_row, new_values
-from hpsearch.store.statements import STUDY_STATE
+from hpsearch.store.statements import STUDY_STATE, db_now
 
 # Budgets `hpsearch study extend` raises: a study file still naming the smaller one is the same study.
 _EXTENDABLE = ("search.max_trials", "search.max_wall_time")
@@ -71,7 +71,8 @@ class Studies(Database):
                         "old one (`hpsearch study delete`), or grow its budget with `hpsearch study extend`",
                     )
                 return from_row(StudyRecord, existing), False
-            row = Study(**new_values(study, NewStudy))
+            # created_at on the database's clock: max_wall_time is judged by coordinators on other machines.
+            row = Study(**new_values(study, NewStudy), created_at=db_now(session.connection()))
             session.add(row)
             session.flush()
             return from_row(StudyRecord, row), True

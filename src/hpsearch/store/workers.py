@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from hpsearch.store.database import Database, retrying
-from hpsearch.store.models import Worker, utcnow
-from hpsearch.store.statements import WORKER_STATE, seconds_from_now
+from hpsearch.store.models import Worker
+from hpsearch.store.statements import NOW, WORKER_STATE, db_now, seconds_from_now
 
 
 class Workers(Database):
@@ -52,7 +52,11 @@ class Workers(Database):
         """A new worker row, IDLE; returns its id. A worker without ``backend`` claims no trial of a study that
         requires one (``[run] backend``)."""
         with self.session() as session:
-            worker = Worker(name=name, host=host, pid=pid, gpu=gpu, backend=backend, backend_version=backend_version)
+            now = db_now(session.connection())  # the live-worker count compares it with the database's clock
+            worker = Worker(
+                name=name, host=host, pid=pid, gpu=gpu, backend=backend, backend_version=backend_version,
+                started_at=now, last_heartbeat_at=now,
+            )  # fmt: skip
             session.add(worker)
             session.flush()
             return worker.id
@@ -61,13 +65,13 @@ class Workers(Database):
     def worker_alive(self, worker_id: int, state: str) -> None:
         """The worker's state (IDLE, BUSY) and that it was seen now."""
         with self.autocommit() as connection:
-            connection.execute(WORKER_STATE, {"p_worker": worker_id, "p_state": state, "p_now": utcnow()})
+            connection.execute(WORKER_STATE, {"p_worker": worker_id, "p_state": state})
 
     @retrying
     def worker_stopped(self, worker_id: int) -> None:
         """The worker left (STOPPED, with the time)."""
         with self.session() as session:
-            session.execute(update(Worker).where(Worker.id == worker_id).values(state="STOPPED", stopped_at=utcnow()))
+            session.execute(update(Worker).where(Worker.id == worker_id).values(state="STOPPED", stopped_at=NOW))
 
     @retrying
     def live_workers(self, within_seconds: float) -> int:
