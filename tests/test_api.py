@@ -81,9 +81,11 @@ def test_stop_resume_reads_and_delete(store: Store, tmp_path: Path) -> None:
     frame = study.trials_dataframe()
     assert list(frame["number"]) == [0, 1] and list(frame["param_units"]) == [8, 16]
 
-    (tmp_path / "a" / "tiny").mkdir(parents=True, exist_ok=True)
+    folder = Path(study.record.artifact_root)  # the study's own directory under the artifact root
+    assert folder.is_relative_to(tmp_path / "a")
+    (folder / "tiny" / "trials").mkdir(parents=True, exist_ok=True)  # where its trials write
     study.delete(artifacts=True)
-    assert not (tmp_path / "a" / "tiny").exists()
+    assert not folder.exists() and (tmp_path / "a").exists()
     assert store.studies() == []
     with pytest.raises(UsageError):
         hpsearch.load_study("tiny", store=store)

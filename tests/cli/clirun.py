@@ -13,12 +13,14 @@ import pytest
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the command line with ``argv``; returns (exit code, stdout, stderr)."""
     from hpsearch import cli
+    from hpsearch.cli.app import err, out
 
     saved = sys.argv, logging.root.handlers[:], logging.root.level
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     sys.argv = ["hpsearch", *argv]
     columns = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "250"  # rich reads it per print: wide tables, no cell cut to "…" in assertions
+    os.environ["COLUMNS"] = "250"  # wide tables, no cell cut to "…" in assertions; rich reads COLUMNS per print
+    out.width = err.width = 250  # unless COLUMNS was set when the consoles were made (another test's)
     capsys.readouterr()
     try:
         cli.main()

@@ -21,6 +21,7 @@ def _run() -> _TrialRun:
     run.cached = SimpleNamespace(study=study)  # type: ignore[assignment]
     run.task = SimpleNamespace(space={"space": []})
     run.refused = None
+    run.attempt = 1  # the fencing token its claim handed it
     return run
 
 
