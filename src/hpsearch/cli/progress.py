@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -143,8 +143,11 @@ class FinalJobProgress:
     second. Why a thread reading the database: the job runs in a worker child as on any machine, and the
     database is where its epochs arrive; the worker's own code stays unaware of a terminal."""
 
-    def __init__(self, store: Store, job_id: int, objective: str, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, job_id: int, objective: str, poll_seconds: float = 1.0, console: Console = out
+    ) -> None:
         self.store, self.job_id, self.objective, self.poll_seconds = store, job_id, objective, poll_seconds
+        self.console = console  # stderr under --json: stdout carries the JSON document alone
         self.printed = 0
         self.first_seen: tuple[int, float] | None = None  # (epochs done, monotonic time) when watching began
         self._stop = threading.Event()
@@ -180,7 +183,7 @@ class FinalJobProgress:
         while not self._stop.wait(self.poll_seconds):
             try:
                 for line in self.lines():
-                    out.print(line, highlight=False, markup=False)
+                    self.console.print(line, highlight=False, markup=False)
             except Exception:
                 continue
 
@@ -193,4 +196,4 @@ class FinalJobProgress:
         self._thread.join(timeout=10)
         if exc[0] is None:
             for line in self.lines():  # the last epochs, written after the thread's last look
-                out.print(line, highlight=False, markup=False)
+                self.console.print(line, highlight=False, markup=False)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from hpsearch.analysis.pareto import pareto_trials
 from hpsearch.api import RETRY_SECONDS, load_study, run_final_job_here
-from hpsearch.cli.app import DbOption, JsonOption, TrialNumber, app, out
+from hpsearch.cli.app import DbOption, JsonOption, TrialNumber, app, err, out
 from hpsearch.cli.progress import FinalJobProgress
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.store import Store, mask_url, open_store
@@ -283,13 +283,14 @@ def promote(
         out.print(f"final job {job.number} of {item.name}: {verb}; a worker runs it", highlight=False)
         return
     if job.state != "COMPLETED":
+        console = err if as_json else out  # under --json, stdout carries the JSON document alone
         if job.epochs_done:
-            out.print(f"final job {job.number}: resuming after epoch {job.epochs_done}", highlight=False)
+            console.print(f"final job {job.number}: resuming after epoch {job.epochs_done}", highlight=False)
         else:
             number = store.trial_by_id(job.trial_id).number
             text = f"final job {job.number}: retraining trial {number} ({job.epochs} epochs at most)"
-            out.print(text, highlight=False)
-        with FinalJobProgress(store, job.id, item.objective_name):
+            console.print(text, highlight=False)
+        with FinalJobProgress(store, job.id, item.objective_name, console=console):
             job = run_final_job_here(store, job)
     _print_final_job(store, item, job.id, as_json=as_json)
     if job.state != "COMPLETED":
