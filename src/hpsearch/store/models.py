@@ -236,6 +236,12 @@ class FinalJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # The fencing token: the number of the latest claim (never reset, unlike ``attempts``, which counts the
+    # crashes of the current promotion). Every write of a worker names it; files of attempt k live in a<k>/.
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The attempt whose directory holds the last backup a worker reported and the store accepted, and its epoch.
+    checkpoint_attempt: Mapped[int | None] = mapped_column(Integer, default=None)
+    checkpoint_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class FinalJobMetric(Base):

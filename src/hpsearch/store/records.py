@@ -162,6 +162,9 @@ class FinalJobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempt: int = 0  # the fencing token of its latest claim (see hpsearch.store.final_jobs)
+    checkpoint_attempt: int | None = None  # whose directory holds the last accepted backup
+    checkpoint_epoch: int | None = None
 
 
 @dataclass(frozen=True)
