@@ -193,9 +193,16 @@ def tiny_study(tmp_path: Path) -> Path:
     return write_tiny_study(tmp_path)
 
 
-def add_study(store, name: str = "demo", max_retries: int = 1, lease_seconds: float = 60.0):  # type: ignore[no-untyped-def]
-    """A study row as `hpsearch study create` writes it, without a hypermodel behind it."""
+def add_study(  # type: ignore[no-untyped-def]
+    store, name: str = "demo", max_retries: int = 1, lease_seconds: float = 60.0, backend: str | None = None
+):
+    """A study row as `hpsearch study create` writes it, without a hypermodel behind it; ``backend`` sets
+    ``[run] backend`` (the Keras backend its workers must run)."""
     from hpsearch.store import NewStudy
+
+    run: dict[str, object] = {"lease_seconds": lease_seconds, "heartbeat_seconds": 1.0}
+    if backend is not None:
+        run["backend"] = backend
 
     study, _ = store.create_study(
         NewStudy(
@@ -208,7 +215,7 @@ def add_study(store, name: str = "demo", max_retries: int = 1, lease_seconds: fl
             seed=0,
             spec={
                 "search": {"max_retries": max_retries, "max_consecutive_failures": 3},
-                "run": {"lease_seconds": lease_seconds, "heartbeat_seconds": 1.0},
+                "run": run,
             },
             space={"space": [], "values": {}},
             source_path="/x/demo.toml",
