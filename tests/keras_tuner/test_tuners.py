@@ -64,7 +64,7 @@ def test_search_results_and_reload(db_url: str, tmp_path: Path, capsys: pytest.C
     study = tuner.study
     assert study is not None and study.state == "COMPLETED" and study.name == "p"
     # The best epoch's weights were saved beside the checkpoint, and they are what get_best_models loaded.
-    weights = Path(study.record.artifact_root) / "p" / "trials" / best[0].trial_id / "kt-best.weights.h5"
+    weights = Path(study.record.artifact_root) / "p" / "trials" / best[0].trial_id / "kt-best-a1.weights.h5"
     assert weights.is_file()
     tuner.results_summary(1)
     assert f"Trial {best[0].trial_id} summary" in capsys.readouterr().out

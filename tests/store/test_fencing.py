@@ -1,5 +1,5 @@
-"""Fencing (issue 24): every write of a trial by a worker carries the attempt it claimed and is refused once
-another attempt holds the trial, on SQLite and PostgreSQL. The lost lease is forced (the test moves the
+"""Fencing (issue 24): every write of a trial or a final job by a worker carries the attempt it claimed and is
+refused once another attempt holds it, on SQLite and PostgreSQL. The lost lease is forced (the test moves the
 lease into the past), never slept into."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from hpsearch.records import NewTrial
-from hpsearch.store import NewArtifact, NewStudy, Store, StudyRecord, TrialState
-from hpsearch.store.models import Trial
+from hpsearch.store import NewArtifact, NewFinalJob, NewStudy, Store, StudyRecord, TrialState
+from hpsearch.store.models import FinalJob, Trial
 from hpsearch.store.queue import CheckpointRecorded
+from hpsearch.store.records import FinalJobRecord
 
 
 def fenced_study(store: Store, root: Path) -> StudyRecord:
@@ -110,3 +111,102 @@ def test_a_worker_that_claimed_its_own_trial_again_is_fenced_by_the_attempt(stor
     assert "stale" not in (trial.error or "") and store.metrics(first.trial_id) == {}
     assert store.heartbeat(again.trial_id, worker, 60, attempt=again.attempt) == "continue"
     assert store.finish(again.trial_id, worker, TrialState.COMPLETED, attempt=again.attempt)
+
+
+# --- final jobs (promotions): the same fencing, by final_jobs.attempt ----------------------------------------
+
+
+def queued_final_job(store: Store, study: StudyRecord) -> FinalJobRecord:
+    """A promotion of the study's trial, queued."""
+    trial = store.trials(study.id)[0]
+    job, created = store.create_final_job(
+        NewFinalJob(study_id=study.id, trial_id=trial.id, params={"u": 1}, train_on="train", epochs=3, seed=0)
+    )
+    assert created
+    return job
+
+
+def lose_final_lease(store: Store, study: StudyRecord, job_id: int) -> None:
+    """The promoting worker stalls past its lease: the lease is moved into the past and lapses."""
+    with store.session() as session:
+        session.execute(sa.update(FinalJob).where(FinalJob.id == job_id).values(lease_expires_at=datetime(2000, 1, 1)))
+    assert store.expire_leases({study.id: 5}) == 1
+    assert store.final_job(job_id).state == TrialState.QUEUED
+
+
+def finish(store: Store, job_id: int, worker: int, card: NewArtifact, *, attempt: int, loss: float = 0.5) -> bool:
+    """A final job's finish as its worker writes it, with a model card."""
+    return store.finish_final_job(
+        job_id, worker, best_epoch=3, objective=loss, test_metrics={"loss": loss}, confusion=None, class_rows=[],
+        slice_rows=[], artifacts=[card], attempt=attempt,
+    )  # fmt: skip
+
+
+def test_a_stale_final_job_attempt_cannot_write_over_the_job_the_next_attempt_completed(
+    store: Store, tmp_path: Path
+) -> None:
+    study = fenced_study(store, tmp_path)
+    job = queued_final_job(store, study)
+    one, two = (store.register_worker(name, "h", pid, None) for pid, name in enumerate(("one", "two")))
+    first = store.claim_final_job(one, job_id=job.id)
+    assert first is not None and first.attempt == 1 and first.checkpoint_attempt is None
+    assert store.record_final_epoch(job.id, one, 1, {"loss": 0.9}, attempt=1)
+    assert store.record_final_checkpoint(job.id, one, 1, attempt=1)
+
+    lose_final_lease(store, study, job.id)  # worker one is frozen (SIGSTOP) past its lease
+    second = store.claim_final_job(two, job_id=job.id)
+    assert second is not None and second.attempt == 2
+    assert (second.checkpoint_attempt, second.checkpoint_epoch) == (1, 1)  # it resumes from attempt 1's backup
+    for epoch in (2, 3):
+        assert store.record_final_epoch(job.id, two, epoch, {"loss": 0.5}, attempt=2)
+    assert store.record_final_checkpoint(job.id, two, 3, attempt=2)
+    card = NewArtifact(study_id=study.id, kind="model_card", uri=str(tmp_path / "a2" / "model_card.json"),
+                       sha256="2" * 64, size_bytes=2)  # fmt: skip
+    assert finish(store, job.id, two, card, attempt=2)
+
+    # Worker one wakes up: every write of attempt 1 is refused and changes nothing.
+    assert not store.final_job_heartbeat(job.id, one, 60, attempt=1)
+    assert not store.record_final_epoch(job.id, one, 2, {"loss": 9.0}, attempt=1)
+    assert not store.record_final_checkpoint(job.id, one, 2, attempt=1)
+    late = NewArtifact(study_id=study.id, kind="model_card", uri=str(tmp_path / "a1" / "model_card.json"),
+                       sha256="1" * 64, size_bytes=1)  # fmt: skip
+    assert not finish(store, job.id, one, late, attempt=1, loss=9.0)
+    assert not store.fail_final_job(job.id, one, "late", attempt=1)
+    assert store.requeue_final_job(job.id, "late", one, attempt=1) is None
+
+    done = store.final_job(job.id)
+    assert (done.state, done.objective, done.epochs_done, done.attempt) == (TrialState.COMPLETED, 0.5, 3, 2)
+    assert (done.checkpoint_attempt, done.checkpoint_epoch) == (2, 3) and "late" not in (done.error or "")
+    assert store.final_metrics(job.id)[2] == {"loss": 0.5}
+    assert [a.uri for a in store.final_artifacts(job.id)] == [card.uri]
+
+
+def test_a_worker_that_claimed_its_final_job_again_is_fenced_by_the_attempt(store: Store, tmp_path: Path) -> None:
+    """The worker id alone cannot tell the attempts apart: the same worker lost the job and claimed it again."""
+    study = fenced_study(store, tmp_path)
+    job = queued_final_job(store, study)
+    worker = store.register_worker("w", "h", 1, None)
+    first = store.claim_final_job(worker, job_id=job.id)
+    assert first is not None
+    lose_final_lease(store, study, job.id)
+    again = store.claim_final_job(worker, job_id=job.id)
+    assert again is not None and again.attempt == first.attempt + 1
+    assert not store.final_job_heartbeat(job.id, worker, 60, attempt=first.attempt)
+    assert not store.record_final_epoch(job.id, worker, 1, {"loss": 1.0}, attempt=first.attempt)
+    assert not store.record_final_checkpoint(job.id, worker, 1, attempt=first.attempt)
+    assert not store.fail_final_job(job.id, worker, "stale", attempt=first.attempt)
+    assert store.requeue_final_job(job.id, "stale", worker, attempt=first.attempt) is None
+    running = store.final_job(job.id)
+    assert running.state == TrialState.RUNNING and running.checkpoint_attempt is None
+    assert "stale" not in (running.error or "") and store.final_metrics(job.id) == {}
+    assert store.final_job_heartbeat(job.id, worker, 60, attempt=again.attempt)
+    assert store.fail_final_job(job.id, worker, "broken", attempt=again.attempt)
+
+    # Promoting again queues the FAILED job with its crash count reset; the fencing token keeps counting.
+    requeued, created = store.create_final_job(
+        NewFinalJob(study_id=study.id, trial_id=job.trial_id, params={"u": 1}, train_on="train", epochs=3, seed=0)
+    )
+    assert not created and requeued.attempts == 0
+    third = store.claim_final_job(worker, job_id=job.id)
+    assert third is not None and third.attempt == again.attempt + 1
+    assert not store.final_job_heartbeat(job.id, worker, 60, attempt=again.attempt)

@@ -1,13 +1,23 @@
 """A final job's child process followed by its worker: builds the job's task, renews the job's lease, writes
 its epochs, then its evaluation and exported files (or fails or requeues it). Split out of
-:mod:`hpsearch.execution.worker`, which claims the job and loads the study's data."""
+:mod:`hpsearch.execution.worker`, which claims the job and loads the study's data.
+
+Every write names the claim's attempt (``job.attempt``, the fencing token; see
+:mod:`hpsearch.store.final_jobs`). The child works in ``final/<number>/a<attempt>/`` and starts from a copy
+of the directory of the attempt whose backup the store accepted last; a refused write (another attempt holds
+the job) stops the child, and this worker then deletes nothing. Once this attempt's finish is accepted, the
+earlier attempts' directories are deleted: the job is COMPLETED, nobody resumes from them.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpsearch.execution.protocol import ChildFailed, EpochEnded, FinalResult, Message
+from hpsearch.execution.protocol import BackupWritten, ChildFailed, EpochEnded, FinalResult, Message
 from hpsearch.execution.supervisor import Beat, Ending, Supervisor
 from hpsearch.paths import artifact_path
 from hpsearch.store.records import FinalJobRecord, NewArtifact
@@ -26,7 +36,21 @@ class FinalRun(Supervisor):
         self.worker = worker
         self.store = worker.store
         self.job = job
+        self.attempt = job.attempt  # every write is refused once another attempt holds the job
         self.cached = cached
+
+    def job_dir(self) -> Path:
+        """``final/<number>/``: one directory ``a<attempt>`` in it per attempt."""
+        study = self.cached.study
+        return artifact_path(study.artifact_root, study.name, "final", self.job.number)
+
+    def resume_dir(self) -> Path | None:
+        """The directory of the attempt whose backup the store accepted last; for a job that ran before
+        attempt directories (migration 0011), ``final/<number>/`` itself when it holds a fit state."""
+        if self.job.checkpoint_attempt is not None:
+            return self.job_dir() / f"a{self.job.checkpoint_attempt}"
+        legacy = self.job_dir()
+        return legacy if (legacy / "fit_state.json").is_file() else None
 
     def task(self) -> Any:
         from hpsearch.execution.finaljob import FinalTask
@@ -45,7 +69,9 @@ class FinalRun(Supervisor):
             epochs=self.job.epochs,
             patience=self.job.patience,
             seed=self.job.seed,
-            output_dir=str(artifact_path(study.artifact_root, study.name, "final", self.job.number)),
+            output_dir=str(self.job_dir() / f"a{self.attempt}"),
+            attempt=self.attempt,
+            resume_dir=str(resume) if (resume := self.resume_dir()) is not None else None,
             thresholds=list(spec.promote.thresholds),
             slices=[list(s) for s in spec.promote.slices],
             task=spec.promote.task,
@@ -61,13 +87,19 @@ class FinalRun(Supervisor):
         self.conclude(self.supervise(run_final_job, task))
 
     def beat(self) -> Beat:
-        alive = self.store.final_job_heartbeat(self.job.id, self.worker.id, self.cached.spec.run.lease_seconds)
+        lease = self.cached.spec.run.lease_seconds
+        alive = self.store.final_job_heartbeat(self.job.id, self.worker.id, lease, attempt=self.attempt)
         return "continue" if alive else "lost"
 
     def receive(self, message: Message) -> bool:
         match message:
             case EpochEnded(epoch=epoch, logs=logs):
-                return self.store.record_final_epoch(self.job.id, self.worker.id, epoch, logs)
+                return self.store.record_final_epoch(self.job.id, self.worker.id, epoch, logs, attempt=self.attempt)
+            case BackupWritten(epoch=epoch):
+                accepted = self.store.record_final_checkpoint(self.job.id, self.worker.id, epoch, attempt=self.attempt)
+                if not accepted:  # a stale attempt: stop the child, delete nothing
+                    log.warning("final job %d: backup refused, another attempt holds it", self.job.number)
+                return accepted
         return True
 
     def conclude(self, ending: Ending) -> None:
@@ -78,10 +110,10 @@ class FinalRun(Supervisor):
             case Ending(result=FinalResult() as result):
                 self._finish(result)
             case Ending(result=ChildFailed(reason=reason)):
-                self.store.fail_final_job(self.job.id, self.worker.id, reason)
+                self.store.fail_final_job(self.job.id, self.worker.id, reason, attempt=self.attempt)
                 log.warning("final job %d failed: %s", self.job.number, reason.splitlines()[0])
             case _:
-                state = self.store.requeue_final_job(self.job.id, ending.exit, self.worker.id)
+                state = self.store.requeue_final_job(self.job.id, ending.exit, self.worker.id, attempt=self.attempt)
                 log.warning("final job %d: %s; now %s", self.job.number, ending.exit, state)
 
     def _finish(self, result: FinalResult) -> None:
@@ -89,7 +121,7 @@ class FinalRun(Supervisor):
             NewArtifact(study_id=self.cached.study.id, kind=f.kind, uri=f.uri, sha256=f.sha256, size_bytes=f.size_bytes)
             for f in result.artifacts
         ]
-        self.store.finish_final_job(
+        finished = self.store.finish_final_job(
             self.job.id,
             self.worker.id,
             best_epoch=result.best_epoch,
@@ -99,4 +131,11 @@ class FinalRun(Supervisor):
             class_rows=result.class_rows,
             slice_rows=result.slice_rows,
             artifacts=artifacts,
+            attempt=self.attempt,
         )
+        if not finished:  # a stale attempt: its files stay, the job's artifacts are the finishing attempt's
+            log.warning("final job %d: result refused, another attempt holds it", self.job.number)
+            return
+        for earlier in self.job_dir().iterdir():
+            if earlier.is_dir() and (found := re.fullmatch(r"a(\d+)", earlier.name)) and int(found[1]) < self.attempt:
+                shutil.rmtree(earlier, ignore_errors=True)

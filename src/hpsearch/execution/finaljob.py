@@ -4,6 +4,12 @@ Training uses EarlyStopping (restore_best_weights), ModelCheckpoint (best by the
 BackupAndRestore, so a killed job resumes at the epoch where it stopped, with its optimizer state and its
 early-stopping counters (kept in ``fit_state.json`` beside the backup). Like a trial's child, it talks to
 its worker over a pipe and never touches the database.
+
+Each attempt (claim) of a job works in a directory of its own, ``final/<number>/a<attempt>/``: a ``promote``
+frozen past its lease that wakes up writes only there, never into the files of the attempt that took the
+job over. After each epoch's backup the child says so (:class:`BackupWritten`); the store accepts that only
+from the attempt holding the job, and the next attempt starts from a copy of the accepted attempt's fit
+state, best weights and backup (:func:`copy_resume_state`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +35,7 @@ from hpsearch.execution.exports import backend_info, export_model, software_vers
 from hpsearch.execution.fitting import fit_hypermodel
 from hpsearch.execution.loading import Split, check_model, keras_inputs, open_dataset
 from hpsearch.execution.precision import apply_fit_options
-from hpsearch.execution.protocol import ChildFailed, EpochEnded, ExportedFile, FinalResult
+from hpsearch.execution.protocol import BackupWritten, ChildFailed, EpochEnded, ExportedFile, FinalResult
 from hpsearch.execution.training import (
     StopAware,
     TrialFailed,
@@ -44,6 +51,9 @@ from hpsearch.space import Value
 
 BEST_WEIGHTS = "best.weights.h5"
 FIT_STATE = "fit_state.json"
+BACKUP = "backup"
+# What a resumed attempt copies from the attempt whose backup the store accepted last.
+RESUMED = (FIT_STATE, BEST_WEIGHTS, BACKUP)
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,67 @@ class FinalTask:
     # [fit] mixed_precision and jit_compile, as its trials had them (see hpsearch.execution.precision).
     mixed_precision: bool = False
     jit_compile: bool | None = None
+    # This claim's number (``output_dir`` is its own directory) and the directory of the attempt whose backup
+    # the store accepted last, to resume from (None: start from scratch).
+    attempt: int = 1
+    resume_dir: str | None = None
+
+
+def _listing(directory: Path) -> list[tuple[str, int, int]]:
+    """Name, size and modification time of every file of ``directory`` that a resumed attempt copies."""
+    found = []
+    for name in RESUMED:
+        item = directory / name
+        for path in sorted(item.rglob("*")) if item.is_dir() else [item] if item.exists() else []:
+            if path.is_file():
+                stat = path.stat()
+                found.append((str(path.relative_to(directory)), stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def copy_resume_state(source: Path, out: Path, tries: int = 3) -> bool:
+    """Copy an earlier attempt's fit state, best weights and backup from ``source`` into this attempt's
+    ``out``; True when ``out`` holds a state to resume from. The copy counts only if no file of ``source``
+    changed while it was made (a stale attempt of a frozen worker may still be writing there until its next
+    report is refused); after ``tries`` torn copies the job starts from scratch, which is slower, never wrong.
+
+    >>> copy_resume_state(Path("final/1/a1"), Path("final/1/a2"))  # doctest: +SKIP
+    True
+    """
+    if (out / FIT_STATE).exists() or source == out or not (source / FIT_STATE).is_file():
+        return (out / FIT_STATE).exists()
+    out.mkdir(parents=True, exist_ok=True)
+    for _ in range(tries):
+        try:
+            before = _listing(source)
+            for name in RESUMED:
+                if (source / name).is_dir():
+                    shutil.copytree(source / name, out / name, dirs_exist_ok=True)
+                elif (source / name).is_file():
+                    shutil.copy2(source / name, out / name)
+            if _listing(source) == before:
+                return True
+        except OSError:  # a file replaced or removed under the copy
+            pass
+        for name in RESUMED:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name, ignore_errors=True)
+            else:
+                (out / name).unlink(missing_ok=True)
+        time.sleep(0.5)
+    return False
+
+
+class BackupReporter(keras.callbacks.Callback):
+    """Placed after BackupAndRestore: tells the worker each epoch's backup is complete in this attempt's
+    directory, so the store can name this attempt as the one to resume from."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.conn.send(BackupWritten(epoch + 1))
 
 
 class FitState(keras.callbacks.Callback):
@@ -247,6 +318,8 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
     keras.utils.set_random_seed(task.seed)
     out = Path(task.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if task.resume_dir is not None:
+        copy_resume_state(Path(task.resume_dir), out)
     data = open_dataset(Path(task.data_dir))
     hypermodel, hp = build_inputs(task.hypermodel, task.study_spec, task.base_dir, data, task.space, task.params)
     model = hypermodel.build(hp)
@@ -272,16 +345,18 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
     fit_state = FitState(out / FIT_STATE, checkpoint, early_stopping, monitor, mode)
     # The study's own EarlyStopping served the search; the final job's early stopping is ours.
     user_callbacks = [c for c in task.callbacks if c["name"] != "EarlyStopping"]
-    # BackupAndRestore comes last: an epoch's backup exists only once fit_state has kept its logs and state,
-    # so a resume from any backup can re-send every epoch it skips (FinalReporter) and stop as an
-    # uninterrupted run would. Kept after training: a job that fails later (export) resumes with training done.
+    # BackupAndRestore comes last but for BackupReporter (which reports the backup just written): an epoch's
+    # backup exists only once fit_state has kept its logs and state, so a resume from any backup can re-send
+    # every epoch it skips (FinalReporter) and stop as an uninterrupted run would. Kept after training: a job
+    # that fails later (export) resumes with training done.
     callbacks = [
         *make_callbacks(user_callbacks, task.base_dir),
         checkpoint,
         *([early_stopping] if early_stopping is not None else []),
         fit_state,
         FinalReporter(conn, stop, fit_state),
-        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(str(out / BACKUP), double_checkpoint=True, delete_checkpoint=False),
+        BackupReporter(conn),
     ]
     x, y, passed = fit_arguments(
         train, held_out, task.epochs, batch_size=task.batch_size, shuffle=task.shuffle, class_weight=task.class_weight
@@ -320,6 +395,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
     card = {
         "study": task.study_name,
         "final_job": task.job_number,
+        "attempt": task.attempt,
         "trial": task.trial_number,
         "params": task.params,
         "objective": {"name": task.objective, "direction": task.direction, "best": fit_state.best},
@@ -352,7 +428,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
     }
     card_path = out / "model_card.json"
     card_path.write_text(json.dumps(card, indent=2, default=float))
-    shutil.rmtree(out / "backup", ignore_errors=True)
+    shutil.rmtree(out / BACKUP, ignore_errors=True)
     artifacts = [(kind, path) for kind, path in written.items()] + [("model_card", card_path)]
     if (out / BEST_WEIGHTS).exists():
         artifacts.append(("best_weights", out / BEST_WEIGHTS))

@@ -2,9 +2,10 @@
 
 The child sends these over a one-way pipe (pickled); the worker's :class:`~hpsearch.execution.supervisor.
 Supervisor` decodes them with ``match`` on their type. A child sends any number of progress messages
-(:class:`EpochEnded`, :class:`CheckpointWritten`, :class:`RestartedFromScratch`) and ends with exactly one result
-(:class:`TrialDone` or :class:`FinalResult`, or :class:`ChildFailed`). A child that dies first sends no result:
-its exit code says why. This module imports nothing heavy: the worker loads it without keras.
+(:class:`EpochEnded`, :class:`CheckpointWritten`, :class:`BackupWritten`, :class:`RestartedFromScratch`) and
+ends with exactly one result (:class:`TrialDone` or :class:`FinalResult`, or :class:`ChildFailed`). A child
+that dies first sends no result: its exit code says why. This module imports nothing heavy: the worker loads
+it without keras.
 
 >>> message = EpochEnded(epoch=1, logs={"val_accuracy": 0.9})
 >>> match message:
@@ -43,6 +44,18 @@ class CheckpointWritten:
     uri: str
     sha256: str
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class BackupWritten:
+    """A final job's backup after ``epoch`` (weights, optimizer state, fit state) is complete in its attempt's
+    directory: once the store accepts it, the job's next attempt resumes from a copy of that directory.
+
+    >>> BackupWritten(3).epoch
+    3
+    """
+
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,6 @@ class ChildFailed:
     recurring: bool = False
 
 
-Progress = EpochEnded | CheckpointWritten | RestartedFromScratch
+Progress = EpochEnded | CheckpointWritten | BackupWritten | RestartedFromScratch
 Result = TrialDone | FinalResult | ChildFailed
 Message = Progress | Result

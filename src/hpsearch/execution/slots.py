@@ -119,7 +119,8 @@ class SlotWorker(Worker):
 
     def run_final_job(self, job: FinalJobRecord) -> None:
         if self.stop.is_set():
-            self.store.requeue_final_job(job.id, "its worker was interrupted; resumes from its backup", self.id)
+            reason = "its worker was interrupted; resumes from its backup"
+            self.store.requeue_final_job(job.id, reason, self.id, attempt=job.attempt)
             raise KeyboardInterrupt
         super().run_final_job(job)
 

@@ -255,16 +255,17 @@ class Worker:
 
     def run_final_job(self, job: FinalJobRecord) -> None:
         settings = self.store.study_by_id(job.study_id).spec["run"]
+        attempt = job.attempt  # the fencing token, as for trials: every write names it
 
         def beat() -> Beat:
-            alive = self.store.final_job_heartbeat(job.id, self.id, settings["lease_seconds"])
+            alive = self.store.final_job_heartbeat(job.id, self.id, settings["lease_seconds"], attempt=attempt)
             return "continue" if alive else "lost"
 
         with LeaseKeeper(beat, settings["heartbeat_seconds"]) as keeper:  # loading data may outlast the lease
             try:
                 cached = self._study(job.study_id)
             except Exception as exc:
-                self.store.fail_final_job(job.id, self.id, f"loading data: {exc}")
+                self.store.fail_final_job(job.id, self.id, f"loading data: {exc}", attempt=attempt)
                 return
         if keeper.answer == "lost":
             log.warning("final job %d: lease lost while loading its data; abandoning it", job.number)
@@ -274,12 +275,13 @@ class Worker:
         try:
             task = run.task()
         except UnsafePath as exc:  # a study name written into the database by hand, e.g. "../x"
-            self.store.fail_final_job(job.id, self.id, f"{exc.where}: {exc.what}")
+            self.store.fail_final_job(job.id, self.id, f"{exc.where}: {exc.what}", attempt=attempt)
             return
         try:
             run.run(task)
         except KeyboardInterrupt:
-            self.store.requeue_final_job(job.id, "its worker was interrupted; resumes from its backup", self.id)
+            reason = "its worker was interrupted; resumes from its backup"
+            self.store.requeue_final_job(job.id, reason, self.id, attempt=attempt)
             raise
 
 

@@ -21,8 +21,10 @@ Example (what the generated loader module does)::
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,10 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-BEST_WEIGHTS = "kt-best.weights.h5"
+# Named by the trial's attempt, as its checkpoints are: a worker frozen past its lease whose trial another
+# attempt took over writes only its own file, never the one get_best_models loads (the completing attempt's).
+BEST_WEIGHTS = "kt-best-a{attempt}.weights.h5"
+_BEST_VALUE = "kt-best-a{attempt}.json"  # the file's objective value, read by the next attempt
 _COLLISION = re.compile(r"got multiple values for (?:keyword )?argument '(\w+)'")
 SPLITS = ("train", "validation")
 
@@ -244,27 +249,56 @@ class _Average(keras.callbacks.Callback):
 def _best_saver(objective: tuple[str, str] | None, hpsearch_callbacks: Sequence[Any]) -> list[Any]:
     """Keras Tuner's SaveBestEpoch: the weights of the trial's best epoch, next to hpsearch's checkpoints (which
     keep the latest epoch, for resuming), so ``get_best_models`` returns the best epoch's model."""
-    directory = next((getattr(c.task, "checkpoint_dir", None) for c in hpsearch_callbacks if hasattr(c, "task")), None)
-    if objective is None or directory is None:
+    task = next((c.task for c in hpsearch_callbacks if hasattr(c, "task")), None)
+    directory = getattr(task, "checkpoint_dir", None)
+    if objective is None or not directory:
         return []
-    return [_SaveBest(objective[0], objective[1], Path(directory) / BEST_WEIGHTS)]
+    return [_SaveBest(objective[0], objective[1], Path(directory), getattr(task, "attempt", 1))]
 
 
 class _SaveBest(keras.callbacks.Callback):
-    def __init__(self, name: str, direction: str, path: Path) -> None:
+    """Saves the best epoch's weights as ``kt-best-a<attempt>.weights.h5``. A resumed attempt starts from the
+    best of the earlier attempts' files (copied to its own name), so its file is the best of the whole trial."""
+
+    def __init__(self, name: str, direction: str, directory: Path, attempt: int) -> None:
         super().__init__()
-        self.name, self.sign, self.path = name, (1.0 if direction == "max" else -1.0), path
+        self.name, self.sign = name, (1.0 if direction == "max" else -1.0)
+        self.directory, self.attempt = directory, attempt
+        self.path = directory / BEST_WEIGHTS.format(attempt=attempt)
         self.best = -np.inf
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        earlier = []
+        for number in range(1, self.attempt):
+            try:
+                value = json.loads((self.directory / _BEST_VALUE.format(attempt=number)).read_text())["value"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if (self.directory / BEST_WEIGHTS.format(attempt=number)).is_file():
+                earlier.append((self.sign * float(value), number))
+        if earlier and max(earlier)[0] > self.best:
+            best, number = max(earlier)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.weights.h5")
+            shutil.copy2(self.directory / BEST_WEIGHTS.format(attempt=number), temporary)
+            os.replace(temporary, self.path)
+            self._remember(best)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = (logs or {}).get(self.name)
         if value is None or not np.isfinite(value) or self.sign * float(value) <= self.best:
             return
-        self.best = self.sign * float(value)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.weights.h5")
         self.model.save_weights(temporary)
         os.replace(temporary, self.path)
+        self._remember(self.sign * float(value))
+
+    def _remember(self, best: float) -> None:
+        self.best = best
+        value = self.directory / _BEST_VALUE.format(attempt=self.attempt)
+        temporary = value.with_name(f".{value.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"value": self.sign * best}))
+        os.replace(temporary, value)
 
 
 # --- the project's files, as workers read them ---------------------------------------------------------------

@@ -278,10 +278,13 @@ class Tuner:
         ).build(trial.hyperparameters.copy())
         record = study.record
         number = int(trial.trial_id)
-        best = Path(record.artifact_root) / record.name / "trials" / str(number) / BEST_WEIGHTS
+        row = study.trial(number)
+        # The best-epoch file of the attempt that completed the trial (a stale attempt's is never read).
+        attempts = study.store.attempts(row.id)
+        last = attempts[-1].attempt if attempts else 1
+        best = Path(record.artifact_root) / record.name / "trials" / str(number) / BEST_WEIGHTS.format(attempt=last)
         path: str | None = str(best) if best.is_file() else None
         if path is None:
-            row = study.trial(number)
             path = next((a.uri for a in study.store.checkpoints(record.id) if a.trial_id == row.id), None)
         if path is None:
             raise UsageError(f"trial {number}", "has no saved weights (its checkpoint was collected or never written)")

@@ -6,6 +6,16 @@ Example::
     job, created = store.create_final_job(NewFinalJob(study_id=1, trial_id=7, params={}, train_on="train",
                                                       epochs=5, seed=3))
     job = store.claim_final_job(worker_id, job_id=job.id)
+    store.record_final_epoch(job.id, worker_id, 1, {"loss": 0.5}, attempt=job.attempt)
+
+Fencing, as for trials (:mod:`hpsearch.store.queue`): a claim gives the job its next attempt number
+(``job.attempt``, kept in ``final_jobs.attempt`` and never reset); the worker passes it with every write
+(heartbeat, epoch, checkpoint, finish, fail, requeue), and each write checks worker, attempt and RUNNING in
+the statement that finds the row, so a ``promote`` frozen past its lease (SIGSTOP) whose job was claimed
+again changes nothing when it wakes. Attempt k writes its files under ``final/<number>/a<k>/``; the store
+records which attempt's backup was last accepted (``checkpoint_attempt``), and the next attempt resumes
+from a copy of it (see :mod:`hpsearch.execution.final_run`). ``attempt=None`` matches any attempt (tests
+and callers that own the job by other means).
 """
 
 from __future__ import annotations
@@ -49,8 +59,10 @@ def _move(job: FinalJob, new: TrialState) -> None:
     job.state = new
 
 
-def _owns_job(job_id: int, worker_id: int) -> Any:
-    return and_(FinalJob.id == job_id, FinalJob.worker_id == worker_id, FinalJob.state == TrialState.RUNNING)
+def _owns_job(job_id: int, worker_id: int, attempt: int | None) -> Any:
+    """RUNNING, held by this worker in this attempt (None: in any attempt)."""
+    owned = and_(FinalJob.id == job_id, FinalJob.worker_id == worker_id, FinalJob.state == TrialState.RUNNING)
+    return owned if attempt is None else and_(owned, FinalJob.attempt == attempt)
 
 
 class FinalJobs(Database):
@@ -98,27 +110,45 @@ class FinalJobs(Database):
             return claim_final_job_in(connection, worker_id, study_id, job_id)
 
     @retrying
-    def final_job_heartbeat(self, job_id: int, worker_id: int, lease_seconds: float) -> bool:
-        """Renew the job's lease; False when this worker no longer owns it."""
+    def final_job_heartbeat(
+        self, job_id: int, worker_id: int, lease_seconds: float, *, attempt: int | None = None
+    ) -> bool:
+        """Renew the job's lease; False when this worker (in ``attempt``) no longer owns it."""
         with self.session() as session:
             renewed = session.execute(
                 update(FinalJob)
-                .where(_owns_job(job_id, worker_id))
+                .where(_owns_job(job_id, worker_id, attempt))
                 .values(lease_expires_at=seconds_from_now(lease_seconds))  # the database's clock
             )
             session.execute(update(Worker).where(Worker.id == worker_id).values(last_heartbeat_at=NOW))
             return bool(cast(CursorResult[Any], renewed).rowcount)
 
     @retrying
-    def record_final_epoch(self, job_id: int, worker_id: int, epoch: int, logs: Mapping[str, float]) -> bool:
-        """One epoch of the final training (idempotent); False when this worker no longer owns the job."""
+    def record_final_epoch(
+        self, job_id: int, worker_id: int, epoch: int, logs: Mapping[str, float], *, attempt: int | None = None
+    ) -> bool:
+        """One epoch of the final training (idempotent); False when this worker (in ``attempt``) no longer owns
+        the job, and then nothing is written."""
         with self.session() as session:
-            job = session.scalar(select(FinalJob).where(_owns_job(job_id, worker_id)).with_for_update())
+            job = session.scalar(select(FinalJob).where(_owns_job(job_id, worker_id, attempt)).with_for_update())
             if job is None:
                 return False
             add_metrics(session.connection(), FinalJobMetric, {"final_job_id": job_id, "epoch": epoch}, logs)
             job.epochs_done = max(job.epochs_done, epoch)
             return True
+
+    @retrying
+    def record_final_checkpoint(self, job_id: int, worker_id: int, epoch: int, *, attempt: int) -> bool:
+        """Attempt ``attempt``'s directory holds the backup after ``epoch``: the next attempt resumes from it.
+        False when this worker in this attempt no longer owns the job (a stale worker): nothing is written,
+        and its files stay its own, never read by the owner."""
+        with self.session() as session:
+            accepted = session.execute(
+                update(FinalJob)
+                .where(_owns_job(job_id, worker_id, attempt))
+                .values(checkpoint_attempt=attempt, checkpoint_epoch=epoch)
+            )
+            return bool(cast(CursorResult[Any], accepted).rowcount)
 
     @retrying
     def finish_final_job(
@@ -133,12 +163,14 @@ class FinalJobs(Database):
         class_rows: Sequence[Mapping[str, Any]],
         slice_rows: Sequence[Mapping[str, Any]],
         artifacts: Sequence[NewArtifact],
+        attempt: int | None = None,
     ) -> bool:
         """Store the evaluation and the exported artifacts and mark the job COMPLETED, in one transaction
-        (RUNNING -> COMPLETED; False when this worker no longer owns the job)."""
+        (RUNNING -> COMPLETED; False when this worker in ``attempt`` no longer owns the job: then the job's
+        artifacts stay those of the attempt that finished it)."""
         now = utcnow()
         with self.session() as session:
-            job = session.scalar(select(FinalJob).where(_owns_job(job_id, worker_id)).with_for_update())
+            job = session.scalar(select(FinalJob).where(_owns_job(job_id, worker_id, attempt)).with_for_update())
             if job is None:
                 return False
             for table in (FinalClassMetric, FinalSliceMetric):
@@ -159,24 +191,27 @@ class FinalJobs(Database):
             return True
 
     @retrying
-    def fail_final_job(self, job_id: int, worker_id: int, error: str) -> None:
+    def fail_final_job(self, job_id: int, worker_id: int, error: str, *, attempt: int | None = None) -> bool:
         """The job itself is broken (an exception, NaN): RUNNING -> FAILED with the reason; running promote
-        again retries it."""
+        again retries it. False (nothing written) when this worker in ``attempt`` no longer owns the job."""
         with self.session() as session:
-            job = session.scalar(select(FinalJob).where(_owns_job(job_id, worker_id)).with_for_update())
+            job = session.scalar(select(FinalJob).where(_owns_job(job_id, worker_id, attempt)).with_for_update())
             if job is None:
-                return
+                return False
             _move(job, TrialState.FAILED)
             job.finished_at, job.lease_expires_at = utcnow(), None
             job.error = f"{job.error}\n{error}" if job.error else error
             session.execute(update(Worker).where(Worker.id == worker_id).values(state="IDLE"))
+            return True
 
     @retrying
-    def requeue_final_job(self, job_id: int, reason: str, worker_id: int | None = None) -> str | None:
+    def requeue_final_job(
+        self, job_id: int, reason: str, worker_id: int | None = None, *, attempt: int | None = None
+    ) -> str | None:
         """Its process died (or its worker is gone): RUNNING -> QUEUED to resume from its backup, or FAILED
         after FINAL_JOB_MAX_ATTEMPTS. ``worker_id`` None takes the job from whoever held it. Returns the new
-        state (None when the job is not RUNNING, or not this worker's)."""
-        condition = _owns_job(job_id, worker_id) if worker_id is not None else FinalJob.id == job_id
+        state (None when the job is not RUNNING, or not this worker's in ``attempt``)."""
+        condition = _owns_job(job_id, worker_id, attempt) if worker_id is not None else FinalJob.id == job_id
         with self.session() as session:
             job = session.scalar(select(FinalJob).where(condition).with_for_update())
             if job is None or job.state != TrialState.RUNNING:
@@ -204,6 +239,7 @@ def claim_final_job_in(
     job.lease_expires_at = seconds_from_now(study.spec["run"]["lease_seconds"])  # the database's clock
     job.started_at = job.started_at or now
     job.attempts += 1
+    job.attempt += 1  # the fencing token: every write of this claim names it
     session.flush()
     record = from_row(FinalJobRecord, job)
     session.close()
