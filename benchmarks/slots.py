@@ -24,9 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_study import write_study  # benchmarks/ is on the path of a script run from it
+
 REPO = Path(__file__).resolve().parent.parent
 
-MODULE = '''
+MODULE = """
 import numpy as np
 
 
@@ -47,31 +49,16 @@ def build(hp):
     model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", 1e-4, 1e-2, sampling="log")),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-'''
-
-STUDY = """
-[study]
-name = "slots{slots}"
-hypermodel = "{directory}/mlp.py:build"
-data = "{directory}/mlp.py:load_data"
-objective = "val_accuracy"
-seed = 3
-
-[search]
-algorithm = "random"
-max_trials = {trials}
-max_epochs = {epochs}
-
-[fit]
-batch_size = 32
 """
 
 
 def run(slots: int, trials: int, epochs: int, workdir: Path) -> tuple[int, float]:
     """(completed trials, seconds from the first trial's start to the last one's end) for one K."""
     (workdir / "mlp.py").write_text(MODULE)
-    study_file = workdir / f"slots{slots}.toml"
-    study_file.write_text(STUDY.format(slots=slots, directory=workdir, trials=trials, epochs=epochs))
+    study_file = write_study(
+        workdir / f"slots{slots}.toml", name=f"slots{slots}", module=workdir / "mlp.py", hypermodel="build",
+        data="load_data", trials=trials, epochs=epochs, batch_size=32,
+    )  # fmt: skip
     db = workdir / f"slots{slots}.db"
     env = {
         **os.environ,

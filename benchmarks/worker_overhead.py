@@ -35,32 +35,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench_study import write_study  # benchmarks/ is on the path of a script run from it
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-STUDY = """
-[study]
-name = "overhead"
-hypermodel = "{here}/wo_hypermodel.py:TimedMLP"
-data = "{here}/wo_hypermodel.py:load_data"
-objective = "val_accuracy"
-seed = 3
-
-[search]
-algorithm = "random"
-max_trials = {trials}
-max_epochs = {epochs}
-
-[fit]
-batch_size = 128
-
-[run]
-workers = 1
-checkpoint_seconds = {checkpoint_seconds}
-"""
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -94,8 +75,11 @@ def run_hpsearch(workdir: Path, trials: int, epochs: int, checkpoint_seconds: fl
     timings = workdir / "hpsearch.jsonl"
     os.environ["HPSEARCH_BENCH_TIMINGS"] = str(timings)
     workdir.mkdir()
-    path = workdir / "overhead.toml"
-    path.write_text(STUDY.format(trials=trials, epochs=epochs, here=HERE, checkpoint_seconds=checkpoint_seconds))
+    path = write_study(
+        workdir / "overhead.toml", name="overhead", module=HERE / "wo_hypermodel.py", hypermodel="TimedMLP",
+        data="load_data", trials=trials, epochs=epochs, batch_size=128,
+        run={"workers": 1, "checkpoint_seconds": checkpoint_seconds},
+    )  # fmt: skip
     store = open_store(f"sqlite:///{workdir / 'hpsearch.db'}", create=True)
     study = create_study(path, store=store, artifacts=workdir / "artifacts").record
     Coordinator(store, [study.name]).step(study, target_queued=trials)  # every trial queued up front
