@@ -6,33 +6,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from hpsearch.records import NewTrial
-from hpsearch.store import NewStudy, Store, StudyRecord
+from hpsearch.store import Store
 from hpsearch.store.models import Worker
 
-
-def study_requiring(store: Store, name: str, backend: str | None) -> StudyRecord:
-    run = {"lease_seconds": 60.0, "heartbeat_seconds": 1.0, "backend": backend}
-    study, _ = store.create_study(
-        NewStudy(
-            name=name,
-            objective_name="val_accuracy",
-            direction="max",
-            algorithm="random",
-            max_trials=10,
-            max_epochs=3,
-            seed=0,
-            spec={"search": {"max_retries": 1, "max_consecutive_failures": 3}, "run": run},
-            space={"space": [], "values": {}},
-            source_path="/x/demo.toml",
-            base_dir="/x",
-            artifact_root="/x/a",
-        )
-    )
-    return study
+from ..conftest import add_study
 
 
 def test_only_a_worker_of_the_required_backend_claims_the_studys_trials(store: Store) -> None:
-    jax_study = study_requiring(store, "needs-jax", "jax")
+    jax_study = add_study(store, "needs-jax", backend="jax")
     store.add_trials(jax_study, [NewTrial({"u": 1}, 3)])
     tf_worker = store.register_worker("tf", "h", 1, None, "tensorflow", "2.21.0")
     old_worker = store.register_worker("old", "h", 2, None)  # no backend recorded: claims no such trial
@@ -45,15 +26,15 @@ def test_only_a_worker_of_the_required_backend_claims_the_studys_trials(store: S
 
 
 def test_a_worker_skips_to_the_next_study_it_may_run_and_any_worker_runs_an_unrestricted_one(store: Store) -> None:
-    jax_study = study_requiring(store, "needs-jax", "jax")
-    free_study = study_requiring(store, "any-backend", None)
+    jax_study = add_study(store, "needs-jax", backend="jax")
+    free_study = add_study(store, "any-backend")
     store.add_trials(jax_study, [NewTrial({"u": 1}, 3)])  # older: first in the queue
     store.add_trials(free_study, [NewTrial({"u": 2}, 3)])
     tf_worker = store.register_worker("tf", "h", 1, None, "tensorflow", "2.21.0")
     claimed = store.claim(tf_worker)
     assert claimed is not None and claimed.study_id == free_study.id
     assert store.claim(tf_worker) is None  # the jax trial waits for a jax worker
-    torch_study = study_requiring(store, "needs-torch", "torch")
+    torch_study = add_study(store, "needs-torch", backend="torch")
     store.add_trials(torch_study, [NewTrial({"u": 3}, 3)])
     torch_worker = store.register_worker("torch", "h", 2, None, "torch", "2.9.1")
     claimed = store.claim(torch_worker)
