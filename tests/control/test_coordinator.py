@@ -246,3 +246,32 @@ def test_run_pauses_only_after_a_tick_that_queued_nothing(store: Store, monkeypa
     assert sum(queued_per_tick) == 4 and 0 in queued_per_tick[:-1]
     # The last tick ends the run; every other tick that queued nothing pauses, and only those.
     assert pauses == [0.25] * queued_per_tick[:-1].count(0)
+
+
+def test_the_queue_is_refilled_once_half_of_it_is_taken_by_any_coordinator(store: Store) -> None:
+    """One live worker and a prefetch of 3 want 4 trials queued: a tick plans nothing while more than 2
+    wait, then tops the queue up to 4 in one batch; a restarted coordinator decides the same from the
+    database."""
+    study = budget_study(store, "refill")
+    worker = store.register_worker("w", "h", 1, None)
+
+    def tick_queues(coordinator: Coordinator) -> int:
+        assert coordinator.tick()
+        return coordinator.queued
+
+    def take(count: int) -> None:
+        for _ in range(count):
+            claimed = store.claim(worker, study.id)
+            assert claimed is not None
+            store.finish(claimed.trial_id, worker, TrialState.COMPLETED)
+
+    coordinator = Coordinator(store, ["refill"], prefetch=3)
+    assert tick_queues(coordinator) == 4
+    take(1)
+    assert tick_queues(coordinator) == 0  # 3 still queued: more than half of 4
+    restarted = Coordinator(store, ["refill"], prefetch=3)  # a new process: nothing kept but the database
+    restarted.name = coordinator.name  # holding the first one's lease, so the test need not wait for it to lapse
+    assert tick_queues(restarted) == 0
+    take(1)
+    assert tick_queues(restarted) == 2 and store.counts(study.id)["QUEUED"] == 4
+    assert coordinator_module.refill(queued=0, target=1) == 1 and coordinator_module.refill(3, 3) == 0

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from hpsearch.control.recovery import repair_dead_workers
-from hpsearch.control.studies import study_context
+from hpsearch.control.studies import study_context, study_search
 from hpsearch.errors import StoreError
 from hpsearch.store import Store, StudyState, TrialState
 from hpsearch.store.records import StudyRecord
@@ -64,6 +64,27 @@ class _History:
             else:
                 self.open.add(view.number)
         return list(self.trials)
+
+    def unfinished(self) -> list[TrialView]:
+        """The trials still queued or running, without a pass over the whole history."""
+        return [self.trials[self.position[number]] for number in sorted(self.open)]
+
+
+def refill(queued: int, target: int) -> int:
+    """How many trials to plan now, with ``queued`` waiting and ``target`` wanted (one per live worker plus
+    the prefetch): none while the queue holds more than half the target, else enough to reach it.
+
+    Why not top the queue up at every tick: a tick costs the same reads, model fit and insert whether it
+    plans one trial or twenty, and a coordinator faster than its workers then ticks again as each trial is
+    claimed, planning one or two at a time. Refilling at half the target shares each tick's cost among at
+    least half a target of trials, and the workers never find the queue empty: half a target is still
+    waiting when planning starts. The count comes from the database, so a restarted coordinator decides the
+    same.
+
+    >>> refill(queued=10, target=18), refill(queued=9, target=18), refill(queued=0, target=1)
+    (0, 9, 1)
+    """
+    return target - queued if queued <= target // 2 else 0
 
 
 class Coordinator:
@@ -140,7 +161,7 @@ class Coordinator:
     def step(self, study: StudyRecord, target_queued: int) -> bool:
         """Plan trials for one study, as just read from the database (its space may have grown: parameters
         declared in fit); returns False when the study has ended."""
-        search = study.spec["search"]
+        search = study_search(study)  # the stored [search], with auto's recorded pick set in
         limit = search["max_consecutive_failures"]
         failures = self.store.consecutive_failures(study.id, up_to=limit, since=study.failures_reset_at)
         if failures >= limit:
@@ -153,8 +174,9 @@ class Coordinator:
             strategy.prepare()
         history = self.history(study.id, with_curves=strategy.needs_curves)
         context = study_context(study)
-        running = [t.number for t in history if t.state == TrialState.RUNNING]
-        active = any(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in history)
+        unfinished = self._histories[study.id].unfinished()
+        running = [t.number for t in unfinished if t.state == TrialState.RUNNING]
+        active = any(t.state in (TrialState.QUEUED, TrialState.RUNNING) for t in unfinished)
 
         out_of_time = search.get("max_wall_time") and self.store.now() - study.created_at > timedelta(
             seconds=search["max_wall_time"]
@@ -172,8 +194,8 @@ class Coordinator:
         if stop:
             self.store.request_stop(study.id, stop)
             log.info("study %s: stopping trials %s", study.name, stop)
-        queued = sum(t.state == TrialState.QUEUED for t in history)
-        new = strategy.plan(context, history, max(0, target_queued - queued))
+        queued = sum(t.state == TrialState.QUEUED for t in unfinished)
+        new = strategy.plan(context, history, refill(queued, target_queued))
         new, out_of_epochs = self._within_epoch_budget(search, history, new)
         if new:
             numbers = self.store.add_trials(study, new)

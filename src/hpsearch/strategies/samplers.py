@@ -198,6 +198,13 @@ class OptunaSampler:
             len(params) != len(distributions) for params in pending
         )
         sampler = self.optuna_sampler(seed, grouped)
+        if self.kind == "tpe" and not grouped and len(directions) == 1:
+            from hpsearch.strategies.tpe import TPEBatch  # numpy, with Optuna: imported when planning
+
+            # The usual case, a batch without the in-memory study: the same suggestions (see strategies.tpe).
+            batch = TPEBatch.build(sampler, distributions, [(p, s[0]) for p, s in observed], pending, context.direction)
+            if batch is not None:
+                return [_active(context, params) for params in batch.suggest(count)]
         study = optuna.create_study(
             directions=["maximize" if d == "max" else "minimize" for d in directions], sampler=sampler
         )
@@ -222,16 +229,23 @@ class OptunaSampler:
         out: list[dict[str, Value]] = []
         for _ in range(count):
             asked = study.ask()
-            values: dict[str, Value] = {}
-            for param in context.space.params:
-                if not param.is_active(values):
-                    continue
-                if param.kind == "fixed":
-                    values[param.name] = param.default  # type: ignore[assignment]
-                else:
-                    values[param.name] = asked._suggest(param.name, distributions[param.name])
-            out.append(values)
+            out.append(_active(context, lambda name, trial=asked: trial._suggest(name, distributions[name])))
         return out
+
+
+def _active(context: StudyContext, suggest: Any) -> dict[str, Value]:
+    """A suggestion as a trial's parameters: the active ones, in the space's order, fixed ones at their
+    value. ``suggest`` maps a parameter's name to its value (a dict, or Optuna's ``Trial._suggest``)."""
+    pick = suggest.__getitem__ if isinstance(suggest, dict) else suggest
+    values: dict[str, Value] = {}
+    for param in context.space.params:
+        if not param.is_active(values):
+            continue
+        if param.kind == "fixed":
+            values[param.name] = param.default  # type: ignore[assignment]
+        else:
+            values[param.name] = pick(param.name)
+    return values
 
 
 @functools.cache
