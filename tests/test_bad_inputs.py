@@ -9,10 +9,8 @@ as real processes, where TensorFlow's start-up logging must not add lines to std
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from .cli.clirun import run_cli
 from .conftest import PG_SERVER
 
 CORPUS = Path(__file__).parent / "bad_inputs"
@@ -43,27 +42,6 @@ def _params() -> list[Any]:
 
 
 # --- running the command line --------------------------------------------------------------------------------
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``hpsearch *argv`` in this process; returns (exit code, stdout, stderr)."""
-    from hpsearch import cli
-
-    saved = sys.argv, logging.root.handlers[:], logging.root.level, signal.getsignal(signal.SIGTERM)
-    sys.argv = ["hpsearch", *argv]
-    capsys.readouterr()
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv, logging.root.handlers[:] = saved[0], saved[1]
-        logging.root.setLevel(saved[2])
-        logging.getLogger("hpsearch").setLevel(logging.NOTSET)
-        signal.signal(signal.SIGTERM, saved[3])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def run_process(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

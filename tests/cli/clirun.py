@@ -1,4 +1,5 @@
-"""``hpsearch *argv`` in this process (keras imported once for every test), as tests/test_bad_inputs.py does."""
+"""``hpsearch *argv`` in this process (keras imported once for every test): the one in-process CLI runner of
+the tests (tests/cli/*, tests/test_bad_inputs.py)."""
 
 from __future__ import annotations
 
