@@ -188,6 +188,12 @@ class SearchSection(SearchOptions):
     def _epochs_fit(self) -> SearchSection:
         if self.min_epochs > self.max_epochs:
             raise ValueError(f"min_epochs {self.min_epochs} > max_epochs {self.max_epochs}")
+        if self.algorithm == "auto" and self.max_epochs < self.factor:
+            # Both of auto's picks (bohb, asha) are multi-fidelity: with fewer epochs than factor they have no rungs.
+            raise ValueError(
+                f"auto picks bohb or asha, which need max_epochs >= factor (got max_epochs {self.max_epochs}, "
+                f"factor {self.factor}); lower factor or name an algorithm such as tpe"
+            )
         if self.cv_repeats > 1 and self.cv_folds is None:
             raise ValueError("cv_repeats needs cv_folds")
         if self.cv_folds is not None and registered_algorithm(self.algorithm).promotes:

@@ -162,12 +162,12 @@ def test_an_algorithm_registered_from_python(registered: list[str]) -> None:
     assert validate_spec(data, "s.toml").search.algorithm == "quarter"
     with pytest.raises(SpecError, match="option 'factor' does not apply to algorithm 'quarter'"):
         validate_spec({**data, "search": {**data["search"], "factor": 4}}, "s.toml")
-    with pytest.raises(SpecError, match=r"Input should be 'random', .* 'bohb' or 'quarter' \(got 'nope'\)"):
+    with pytest.raises(SpecError, match=r"Input should be 'random', .* 'auto' or 'quarter' \(got 'nope'\)"):
         validate_spec({**data, "search": {**data["search"], "algorithm": "nope"}}, "s.toml")
     with pytest.raises(ValueError, match="already registered"):
         register_algorithm("quarter", sampler=propose)
     unregister_algorithm("quarter")
-    with pytest.raises(SpecError, match=r"search.algorithm: Input should be .* 'bohb' \(got 'quarter'\)"):
+    with pytest.raises(SpecError, match=r"search.algorithm: Input should be .* 'auto' \(got 'quarter'\)"):
         validate_spec(data, "s.toml")
 
 

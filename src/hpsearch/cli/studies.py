@@ -34,6 +34,14 @@ def study_create(
     verb = "created" if study.created else "already exists:"
     parameters = len(study.record.space["space"])
     out.print(f"study {study.name} {verb} in {mask_url(url)} ({parameters} parameters)", highlight=False)
+    _say_auto(study)
+
+
+def _say_auto(study: Study) -> None:
+    """The pick of ``algorithm = "auto"`` and why, one line (nothing for other studies)."""
+    choice = study.record.algorithm_choice
+    if choice:
+        out.print(f"algorithm {choice['reason']}", highlight=False, markup=False)
 
 
 def _is_new_database(url: str) -> bool:
@@ -274,6 +282,7 @@ def run(
         reason = study.record.message
         out.print(_streak_reset(reason, study.resume()), highlight=False)
     out.print(f"study {study.name} {verb}: {count} workers, {mask_url(url)}")
+    _say_auto(study)
     logging.getLogger("hpsearch").setLevel(logging.WARNING)
     try:
         with Progress(study.store, lambda: [study.record], time.monotonic()) as progress:

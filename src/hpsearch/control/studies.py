@@ -15,6 +15,7 @@ from hpsearch.spec import StudySpec
 from hpsearch.store import Store
 from hpsearch.store.records import NewStudy, StudyRecord
 from hpsearch.strategies import StudyContext, check_user_code, planned_trials
+from hpsearch.strategies.auto import AUTO, choose, effective_search
 
 DEFAULT_ARTIFACT_ROOT = "hpsearch-artifacts"
 
@@ -27,10 +28,19 @@ def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root:
     search = spec.search.model_dump(mode="json")
     primary = spec.study.objectives[0]
     context = StudyContext(SearchSpace(space), primary.direction, spec.study.seed, None, spec.search.max_epochs)
+    # auto is resolved here, once: the row records the pick and why; coordinators build the recorded pick.
+    choice = None
+    if spec.search.algorithm == AUTO:
+        workers = spec.search.workers or spec.run.workers
+        try:
+            choice = choose(search, SearchSpace(space), workers, objectives=len(spec.study.objectives))
+        except ValueError as exc:
+            raise SpecError(f"{path}: search.algorithm", str(exc)) from None
+    effective = effective_search(search, choice.record() if choice else None)
     # A user sampler / scheduler is resolved here too (the coordinator resolves it again): a bad one fails now.
-    check_user_code(search, path.resolve().parent, str(path), context)
+    check_user_code(effective, path.resolve().parent, str(path), context)
     try:
-        planned = planned_trials(search, context)
+        planned = choice.max_trials if choice and choice.max_trials else planned_trials(effective, context)
     except ValueError as exc:  # a grid too large to plan (or one that never ends)
         raise SpecError(f"{path}: search", str(exc)) from None
     return NewStudy(
@@ -38,7 +48,8 @@ def study_row(spec: StudySpec, path: Path, space: dict[str, Any], artifact_root:
         objective_name=primary.name,
         direction=primary.direction,
         objectives=[o.model_dump() for o in spec.study.objectives],
-        algorithm=spec.search.algorithm,
+        algorithm=f"{AUTO}: {choice.label}" if choice else spec.search.algorithm,
+        algorithm_choice=choice.record() if choice else None,
         max_trials=planned,
         max_epochs=spec.search.max_epochs,
         seed=spec.study.seed,
@@ -89,6 +100,12 @@ def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
         return stored
 
 
+def study_search(study: StudyRecord) -> dict[str, Any]:
+    """The ``[search]`` table a coordinator builds the study's strategy from: the stored one, with the pick of
+    ``algorithm = "auto"`` recorded at creation set in (see :mod:`hpsearch.strategies.auto`)."""
+    return effective_search(study.spec["search"], study.algorithm_choice)
+
+
 def study_context(study: StudyRecord) -> StudyContext:
     return StudyContext(
         space=SearchSpace(study.space),
@@ -96,6 +113,6 @@ def study_context(study: StudyRecord) -> StudyContext:
         seed=study.seed,
         max_trials=study.max_trials,
         max_epochs=study.max_epochs,
-        options=dict(study.spec.get("search", {})),
+        options=effective_search(study.spec.get("search", {}), study.algorithm_choice),
         directions=tuple(o["direction"] for o in study.objectives or []),
     )

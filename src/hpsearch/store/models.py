@@ -77,6 +77,9 @@ class Study(Base):
     # after it count towards max_consecutive_failures (a value of the trials' own clock, never compared
     # with another machine's).
     failures_reset_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # algorithm = "auto": what it resolved to when the study was created, and why ({"algorithm", "options",
+    # "reason"}); coordinators build that pick (hpsearch.strategies.auto.effective_search). NULL otherwise.
+    algorithm_choice: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Worker(Base):

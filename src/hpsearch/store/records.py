@@ -58,6 +58,8 @@ class StudyRecord:
     updated_at: datetime
     # Trials finished up to this instant no longer count as consecutive failures (a FAILED study resumed).
     failures_reset_at: datetime | None = None
+    # algorithm = "auto": {"algorithm", "options", "reason"} of its pick at creation (None for other studies).
+    algorithm_choice: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,8 @@ class NewStudy:
     # Every objective as [{"name": ..., "direction": ...}]; None: objective_name alone.
     objectives: list[dict[str, str]] | None = None
     state: str = "RUNNING"
+    # algorithm = "auto": its pick and the reason (see StudyRecord.algorithm_choice).
+    algorithm_choice: dict[str, Any] | None = None
     message: str | None = None
 
 

@@ -62,6 +62,8 @@ class SearchOptions(BaseModel):
     scheduler: str | None = None
     pruner: Literal["none", "median"] = "none"
     grace_epochs: int = Field(default=1, ge=1)
+    # auto only: how many workers will train the study at once (several hosts: state it); default [run] workers.
+    workers: int | None = Field(default=None, ge=1, le=100_000)
     # Parameter sets tried first, in order (AutoML studies start with AutoKeras's known-good ones).
     initial_trials: list[dict[str, int | float | str | bool]] = []
 

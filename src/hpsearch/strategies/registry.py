@@ -231,6 +231,15 @@ def _hyperband_size(options: SearchOptions, context: StudyContext) -> int:
     return Hyperband(options.factor, options.hyperband_iterations).total_trials(context.max_epochs)
 
 
+def _unresolved(*args: Any) -> Any:
+    # auto is resolved once, when the study is created (hpsearch.strategies.auto): a coordinator builds the
+    # recorded pick (effective_search), so an unresolved "auto" reaching here is a caller's mistake.
+    raise ValueError(
+        "algorithm 'auto' is resolved when the study is created; build the study's recorded choice "
+        "(hpsearch.strategies.auto.effective_search)"
+    )
+
+
 _PRUNING = frozenset({"pruner", "grace_epochs", "scheduler"})
 _MODEL = frozenset({"n_startup_trials", "model_window"})
 _HYPERBAND = frozenset({"factor", "hyperband_iterations"})
@@ -243,6 +252,8 @@ for _entry in (
     Algorithm("hyperband", _HYPERBAND | {"sampler"}, _hyperband(None), planned=_hyperband_size, promotes=True),
     Algorithm("asha", frozenset({"factor", "min_epochs", "sampler"}) | _MODEL, _asha, promotes=True),
     Algorithm("bohb", _HYPERBAND | _MODEL, _hyperband("tpe"), planned=_hyperband_size, promotes=True),
+    # Self-sized (max_trials optional: the budget may come from the sweeps) and promoting (both picks do).
+    Algorithm("auto", _HYPERBAND | _MODEL | {"workers"}, _unresolved, planned=_unresolved, promotes=True),
 ):
     add_algorithm(_entry)
 
