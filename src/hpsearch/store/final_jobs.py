@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, CursorResult, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from hpsearch.store.backend_claims import final_claim_query
 from hpsearch.store.database import Database, retrying
 from hpsearch.store.locks import serialize
 from hpsearch.store.models import (
@@ -44,7 +45,6 @@ from hpsearch.store.statements import (
     NOW,
     WORKER_STATE,
     add_metrics,
-    final_job_query,
     finite_or_none,
     seconds_from_now,
 )
@@ -226,8 +226,9 @@ def claim_final_job_in(
     connection: Connection, worker_id: int, study_id: int | None, job_id: int | None = None
 ) -> FinalJobRecord | None:
     """The body of FinalJobs.claim_final_job, in the caller's transaction; finding none is one plain query."""
-    query = final_job_query(job_id is not None, study_id is not None)
-    found = connection.scalar(query, {"p_job": job_id, "p_study": study_id})
+    # Only a job whose study this worker's Keras backend may run ([run] backend), as for trials.
+    query = final_claim_query(job_id is not None, study_id is not None)
+    found = connection.scalar(query, {"p_job": job_id, "p_study": study_id, "p_worker": worker_id})
     if found is None:
         return None
     now = utcnow()

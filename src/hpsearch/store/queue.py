@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, CursorResult, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from hpsearch.records import NewTrial
 from hpsearch.space import Value
+from hpsearch.store.backend_claims import runs_on_worker_backend
 from hpsearch.store.database import Database, retrying
 from hpsearch.store.final_jobs import claim_final_job_in
 from hpsearch.store.models import (
@@ -361,9 +362,7 @@ def claim_for_backend(one_study: bool) -> Any:
     """The claim query limited to studies the claiming worker (``p_worker``) may run: those that require no
     backend (``[run] backend`` unset) or the one in its ``workers.backend``. Why here: a worker's trials all
     train in one backend (its fork server imported keras once), so a mismatch is a claim it must not make."""
-    required = Study.spec[("run", "backend")].as_string()
-    mine = select(Worker.backend).where(Worker.id == bindparam("p_worker")).scalar_subquery()
-    return claim_query(one_study).where(or_(required.is_(None), required == mine))
+    return claim_query(one_study).where(runs_on_worker_backend())  # final jobs: backend_claims.final_claim_query
 
 
 def claim_trial(connection: Connection, worker_id: int, study_id: int | None) -> ClaimedTrial | None:
