@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow", default="kt bayesian,smac mf", help="methods run on the first --slow-seeds only")
     parser.add_argument("--slow-seeds", type=int, default=5, help="the last seed the --slow methods run on")
     parser.add_argument("--minutes", type=float, default=math.inf, help="start no new seed after this long")
+    parser.add_argument(
+        "--budgets",
+        default="1",
+        help="comma-separated horizons as multiples of T (the anchor's wall time); 1: equal wall time",
+    )
     parser.add_argument("--json", type=Path, help="write every run here (after each seed)")
     parser.add_argument("--report-from", type=Path, nargs="+", help="print the tables of saved runs (merged) and exit")
     args = parser.parse_args(argv)
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     try:
         workers = [int(w) for w in args.workers.split(",")]
+        budgets = [float(b) for b in args.budgets.split(",")]
+        if any(not b > 0 for b in budgets):
+            raise ValueError("budgets must be > 0")
         problems = [PROBLEMS[p]() for p in args.problems.split(",") if p]
         methods = [m for m in args.methods.split(",") if m]
         unknown = [m for m in methods if m not in METHODS]
@@ -88,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             for n in workers:
                 anchor = run_one(ANCHOR, problem, n, seed, math.inf)
                 runs.append(anchor)
-                for method in methods:
-                    if method in slow and seed > args.slow_seeds:
-                        continue
-                    runs.append(run_one(method, problem, n, seed, anchor.end))
+                for budget in budgets:
+                    for method in methods:
+                        if method in slow and seed > args.slow_seeds:
+                            continue
+                        runs.append(run_one(method, problem, n, seed, anchor.end * budget, budget))
         elapsed = time.perf_counter() - started
         print(f"seed {seed} done, {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
         if args.json:

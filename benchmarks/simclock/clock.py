@@ -152,6 +152,13 @@ class HeavyTail:
     tail: float = 2.0
     cap: float = 8.0
 
+    def mean(self) -> float:
+        """The expected duration of an epoch: E[exp(jitter z)] times the expected slowdown (a straggler's
+        E[min(1 + L, cap)] = 1 + (1 - cap^(1 - tail)) / (tail - 1))."""
+        capped = 1.0 + (1.0 - self.cap ** (1.0 - self.tail)) / (self.tail - 1.0)
+        slow = 1.0 - self.straggler_share + self.straggler_share * capped
+        return math.exp(self.jitter**2 / 2) * slow
+
     def slowdown(self, params: Params) -> float:
         key = json.dumps(dict(params), sort_keys=True, default=str)
         if _unit(self.seed, "straggler", key) >= self.straggler_share:

@@ -50,7 +50,11 @@ class HpsearchDriver:
         self.strategy = make_strategy({**search, "max_epochs": max_epochs})
         self.strategy.prepare()
         self.context = StudyContext(
-            space=SearchSpace(space), direction="max", seed=seed, max_trials=None, max_epochs=max_epochs
+            space=SearchSpace(space),
+            direction="max",
+            seed=seed,
+            max_trials=search.get("max_trials"),
+            max_epochs=max_epochs,
         )
         self.history: list[TrialView] = []
         self.recorder = rec

@@ -68,10 +68,11 @@ class Table:
         return run.curve[-1][1], run.end
 
     def score(self, method: str, seed: int) -> float | None:
+        """The incumbent's score at the run's horizon (T times its budget; the anchor's own: at T)."""
         run, target = self.by_method[method].get(seed), self.target(seed)
         if run is None or target is None:
             return None
-        score = run.score_at(target[1])
+        score = run.score_at(run.horizon if math.isfinite(run.horizon) else target[1])
         return -math.inf if score is None else score
 
     def ratio(self, method: str, seed: int) -> float | None:
@@ -135,18 +136,29 @@ class Table:
 
 def report(runs: Sequence[Run], describe: dict[str, str]) -> list[str]:
     lines: list[str] = []
-    groups: dict[tuple[str, int], list[Run]] = defaultdict(list)
+    groups: dict[tuple[str, int, float], list[Run]] = defaultdict(list)
+    anchors: dict[tuple[str, int], list[Run]] = defaultdict(list)
     for run in runs:
-        groups[(run.problem, run.workers)].append(run)
+        if run.method == ANCHOR:
+            anchors[(run.problem, run.workers)].append(run)
+        else:
+            groups[(run.problem, run.workers, run.budget)].append(run)
+    # Every budget's table reads T and the target from the anchor's runs of its (problem, N).
+    for problem, workers in anchors:
+        if not any(key[:2] == (problem, workers) for key in groups):
+            groups[(problem, workers, 1.0)] = []
+    for key in groups:
+        groups[key] = anchors[key[:2]] + groups[key]
     verdict = [
         "| problem | N | T (KT Hyperband wall time, median) | our best | its time to target / T (target <= 0.125) | "
         "earliest full-R result of any method / T | "
         "score at T: ours vs DEHB, SMAC3, Optuna (same-seed W/L, sign-test p) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for (problem, workers), group in groups.items():
+    for (problem, workers, budget), group in groups.items():
         table = Table(group)
-        lines += ["", f"##### {problem}, N = {workers}: {describe.get(problem, '')}", "", *table.rows()]
+        horizon = "" if budget == 1 else f", horizon {budget:g} T"
+        lines += ["", f"##### {problem}, N = {workers}{horizon}: {describe.get(problem, '')}", "", *table.rows()]
         best = table.best_ours()
         if best is None:
             continue
@@ -162,7 +174,47 @@ def report(runs: Sequence[Run], describe: dict[str, str]) -> list[str]:
                 w, l_, p = table.duel(best, rival)
                 duels.append(f"{_fmt(table.median_score(rival))} {rival} ({w}/{l_}, p = {p:.2f})")
         verdict.append(
-            f"| {problem} | {workers} | {wall:.1f} | {best}: {_fmt(table.median_score(best))} | "
+            f"| {problem} | {workers}{horizon} | {wall:.1f} | {best}: {_fmt(table.median_score(best))} | "
             f"{_fmt(table.median_ratio(best), 2)} | ~{bound:.2f} | {'; '.join(duels)} |"
         )
-    return [*lines, "", "##### Verdict", "", *verdict]
+    return [*lines, "", "##### Verdict", "", *verdict, *switch(groups)]
+
+
+SWITCH = ("hpsearch bohb", "hpsearch asha+tpe")
+AUTO = "hpsearch auto"
+
+
+def switch(groups: dict[tuple[str, int, float], list[Run]]) -> list[str]:
+    """bohb against asha+tpe per problem, N and horizon (where both ran): the medians, the same-seed
+    difference and wins, and ``auto`` against the better of the two (the best fixed choice) with the seed
+    spread (the interquartile range of the best fixed choice's scores)."""
+    out = [
+        "| problem | N | horizon / T | epochs per worker / R (bohb, median) | bohb | asha+tpe | "
+        "bohb - asha+tpe: median (W/L) | best fixed | auto (its pick) | auto - best: median | seed spread (IQR) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (problem, workers, budget), group in sorted(groups.items()):
+        table = Table(group)
+        if not all(table.seeds(m) for m in SWITCH):
+            continue
+        bohb, asha = SWITCH
+        seeds = sorted(set(table.seeds(bohb)) & set(table.seeds(asha)))
+        diffs = [table.score(bohb, s) - table.score(asha, s) for s in seeds]  # type: ignore[operator]
+        wins, losses, _ = table.duel(bohb, asha)
+        best = max(SWITCH, key=table.median_score)
+        scores = sorted(v for s in table.seeds(best) if (v := table.score(best, s)) is not None)
+        q1, _, q3 = _quartiles(scores)
+        depth = _median([r.epochs / (workers * 27) for r in table.by_method[bohb].values()])
+        auto = pick = gap = "-"
+        if table.seeds(AUTO):
+            auto = _fmt(table.median_score(AUTO))
+            picks = sorted({r.note for r in table.by_method[AUTO].values() if r.note})
+            pick = " / ".join(picks)
+            both = sorted(set(table.seeds(AUTO)) & set(table.seeds(best)))
+            gap = _fmt(_median([table.score(AUTO, s) - table.score(best, s) for s in both]))  # type: ignore[operator]
+        out.append(
+            f"| {problem} | {workers} | {budget:g} | {depth:.1f} | {_fmt(table.median_score(bohb))} | "
+            f"{_fmt(table.median_score(asha))} | {_fmt(_median(diffs))} ({wins}/{losses}) | {best.split()[-1]} | "
+            f"{auto} ({pick}) | {gap} | {_fmt(q3 - q1)} |"
+        )
+    return ["", "##### bohb or asha+tpe (the switch point) and auto", "", *out] if len(out) > 2 else []

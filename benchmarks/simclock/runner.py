@@ -13,6 +13,7 @@ from simclock.drivers_ext import DehbDriver, SmacDriver, available
 from sq_problems import Problem, _config_seed
 
 ANCHOR = "kt hyperband"
+AUTO = "hpsearch auto"
 N_INIT = 10  # start-up points of the model-based searchers (ours: Sobol; Keras Tuner BO: random; Optuna: default 10)
 # hpsearch's Hyperband-schedule strategies run as many brackets as the horizon allows (a run ends at the
 # anchor's wall time, not at one sweep): an iteration count no run reaches.
@@ -35,6 +36,8 @@ METHODS: dict[str, MakeDriver] = {
     "hpsearch bohb": _ours(
         {"algorithm": "bohb", "factor": 3, "hyperband_iterations": _SWEEPS, "n_startup_trials": N_INIT}
     ),
+    # Resolved by hpsearch's auto rule with the simulated N (see auto_search); the builder is a placeholder.
+    AUTO: _ours({"algorithm": "random"}),
     "kt bayesian": lambda problem, seed, rec: KerasTunerDriver(
         "bayesian", problem.space, problem.max_epochs, seed, rec, N_INIT
     ),
@@ -43,6 +46,23 @@ METHODS: dict[str, MakeDriver] = {
     "smac mf": lambda problem, seed, rec: SmacDriver(problem.space, problem.max_epochs, seed, rec),
 }
 NEEDS = {"dehb": "dehb", "smac mf": "smac"}
+
+
+def auto_search(problem: Problem, workers: int, horizon: float, seed: int) -> tuple[dict[str, Any], str]:
+    """The [search] table ``algorithm = "auto"`` resolves to for ``workers`` workers and a wall-time horizon,
+    and its label. auto is told the budget a user with N workers for that long would state: the epochs they
+    can train in it (N x horizon / the mean epoch duration) as ``max_total_epochs``."""
+    from hpsearch.space import SearchSpace
+    from hpsearch.strategies.auto import choose, effective_search
+
+    budget = max(1, round(workers * horizon / HeavyTail(seed).mean()))
+    search = {"algorithm": "auto", "max_epochs": problem.max_epochs, "factor": 3, "n_startup_trials": N_INIT,
+              "max_total_epochs": budget}  # fmt: skip
+    choice = choose(search, SearchSpace(problem.space), workers)
+    resolved = effective_search(search, choice.record())
+    if choice.max_trials:
+        resolved["max_trials"] = choice.max_trials
+    return resolved, choice.label
 
 
 def installed(method: str) -> bool:
@@ -55,7 +75,7 @@ class Run:
     workers: int
     seed: int
     method: str
-    horizon: float  # the anchor's wall time of this (problem, workers, seed); inf for the anchor itself
+    horizon: float  # the anchor's wall time of this (problem, workers, seed) times budget; inf for the anchor
     end: float = 0.0
     idle_share: float = 0.0
     jobs: int = 0
@@ -63,6 +83,8 @@ class Run:
     full_trials: int = 0
     cpu_seconds: float = 0.0
     curve: list[tuple[float, float]] = field(default_factory=list)
+    budget: float = 1.0  # the horizon as a multiple of the anchor's wall time T (--budgets)
+    note: str = ""  # what the method chose (auto: the algorithm it resolved to)
 
     def score_at(self, when: float) -> float | None:
         """The incumbent's score at simulated time ``when`` (None: no configuration trained to max_epochs yet)."""
@@ -77,13 +99,18 @@ class Run:
         return next((t for t, s in self.curve if s >= target - 1e-12), None)
 
 
-def run_one(method: str, problem: Problem, workers: int, seed: int, horizon: float) -> Run:
-    """One seeded run of ``method`` with ``workers`` simulated workers until ``horizon`` (or its end)."""
-    run = Run(problem.name, workers, seed, method, horizon)
+def run_one(method: str, problem: Problem, workers: int, seed: int, horizon: float, budget: float = 1.0) -> Run:
+    """One seeded run of ``method`` with ``workers`` simulated workers until ``horizon`` (or its end);
+    ``budget``: ``horizon`` as a multiple of the anchor's wall time (recorded, and what ``auto`` is told)."""
+    run = Run(problem.name, workers, seed, method, horizon, budget=budget)
     with problem.session(seed) as session:
         recorder = Recorder(problem.max_epochs, lambda params: session.score(params, 0.0))
         started = time.process_time()
-        driver = METHODS[method](problem, seed, recorder)
+        if method == AUTO:
+            search, run.note = auto_search(problem, workers, horizon, seed)
+            driver: Driver = HpsearchDriver(search, problem.space, problem.max_epochs, seed, recorder)
+        else:
+            driver = METHODS[method](problem, seed, recorder)
         value = session.value  # type: ignore[attr-defined]  # synthetic problems only (no training)
 
         def observe(params: Any, epoch: int) -> float:

@@ -164,3 +164,42 @@ def test_the_report_reads_scores_at_the_anchors_wall_time() -> None:
     assert table.duel("hpsearch asha", "dehb")[:2] == (1, 0)
     assert table.duel("dehb", "smac mf")[:2] == (1, 0)
     assert table.best_ours() == "hpsearch asha"
+
+
+def test_the_mean_epoch_duration_matches_the_drawn_durations() -> None:
+    durations = HeavyTail(seed=5)
+    drawn = [durations(Job({"x": i}, 0, 3), e) for i in range(4000) for e in (1, 2)]
+    assert sum(drawn) / len(drawn) == pytest.approx(durations.mean(), rel=0.05)
+    assert durations.mean() == pytest.approx(math.exp(0.25**2 / 2) * (0.9 + 0.1 * 1.875))
+
+
+def test_auto_resolves_with_the_simulated_worker_count_and_horizon() -> None:
+    from simclock.runner import auto_search
+    from sq_problems import Hartmann6
+
+    problem = Hartmann6()
+    mean = HeavyTail(1).mean()
+    # 1 worker for 27 x 14 epochs: deep; 16 workers for about 27 epochs each: shallow.
+    one, label_one = auto_search(problem, 1, 27 * 14 * mean, 1)
+    many, label_many = auto_search(problem, 16, 27 * mean, 1)
+    assert (label_one, one["algorithm"]) == ("bohb", "bohb")
+    assert (label_many, many["algorithm"], many["sampler"]) == ("asha+tpe", "asha", "tpe")
+    assert many["max_total_epochs"] == 16 * 27 and many["max_trials"] >= many["max_total_epochs"]
+
+
+def test_the_switch_table_compares_bohb_asha_and_auto_on_the_same_seeds() -> None:
+    from simclock.report import switch
+    from simclock.runner import ANCHOR, Run
+
+    runs = [Run("p", 4, s, ANCHOR, math.inf, end=10.0, curve=[(5.0, 0.5)]) for s in (1, 2)]
+    for seed, (bohb, asha) in enumerate([(0.9, 0.7), (0.6, 0.8)], start=1):
+        runs += [
+            Run("p", 4, seed, "hpsearch bohb", 10.0, end=10.0, epochs=108, curve=[(6.0, bohb)]),
+            Run("p", 4, seed, "hpsearch asha+tpe", 10.0, end=10.0, epochs=108, curve=[(6.0, asha)]),
+            Run("p", 4, seed, "hpsearch auto", 10.0, end=10.0, curve=[(6.0, bohb)], note="bohb"),
+        ]
+    rows = switch({("p", 4, 1.0): runs})
+    row = rows[-1].split(" | ")
+    assert row[3] == "1.0"  # epochs per worker / R: 108 / (4 x 27)
+    assert row[6] == "0.000 (1/1)"  # median of +0.2 and -0.2; one win each
+    assert row[8] == "0.750 (bohb)" and row[9] == "0.000"  # auto picked bohb: 0.75 median, as the best fixed

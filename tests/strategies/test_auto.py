@@ -15,6 +15,8 @@ from hpsearch.spec import validate_spec
 from hpsearch.strategies import make_strategy
 from hpsearch.strategies.auto import (
     DEPTH_BOHB,
+    DEPTH_BOHB_MANY,
+    MANY_WORKERS,
     asha_epochs_per_configuration,
     budget_epochs,
     choose,
@@ -53,16 +55,17 @@ def test_one_sweep_of_max_epochs_27_matches_keras_tuner_and_asha_costs_three_epo
 
 @pytest.mark.parametrize(
     ("workers", "label"),
-    [(1, "bohb"), (2, "bohb"), (4, "bohb"), (5, "asha+tpe"), (8, "asha+tpe"), (16, "asha+tpe")],
+    [(1, "bohb"), (2, "bohb"), (4, "bohb"), (8, "bohb"), (9, "asha+tpe"), (12, "asha+tpe"), (16, "asha+tpe")],
 )
 def test_with_one_sweep_for_budget_the_worker_count_decides(workers: int, label: str) -> None:
-    # One sweep = 375 epochs; depth = 375 / (workers * 27): 3.5 at 4 workers, 2.8 at 5.
+    # One sweep = 375 epochs; depth = 375 / (workers * 27): 1.7 at 8 workers (>= 1.5), 1.5 at 9 (< 4: many).
     choice = choose({"max_epochs": 27}, SIX_FLOATS, workers)
     assert choice.label == label
-    assert (375 / (workers * 27) >= DEPTH_BOHB) == (label == "bohb")
+    threshold = DEPTH_BOHB if workers < MANY_WORKERS else DEPTH_BOHB_MANY
+    assert (375 / (workers * 27) >= threshold) == (label == "bohb")
 
 
-def test_a_deep_budget_gives_bohb_with_enough_sweeps_to_spend_it() -> None:
+def test_a_deep_budget_gives_bohb_with_enough_sweeps_to_spend_it_even_at_16_workers() -> None:
     choice = choose({"max_epochs": 27, "max_total_epochs": 2000}, SIX_FLOATS, workers=16)  # depth 4.6
     assert choice.algorithm == "bohb" and choice.label == "bohb"
     assert choice.options == {"hyperband_iterations": math.ceil(2000 / 375)}
@@ -70,17 +73,24 @@ def test_a_deep_budget_gives_bohb_with_enough_sweeps_to_spend_it() -> None:
     assert "16 workers" in choice.reason and "max_total_epochs 2000" in choice.reason
 
 
+def test_the_same_depth_picks_bohb_at_few_workers_and_asha_at_many() -> None:
+    # depth 2.5 = between the two thresholds (BENCHMARKS.md: bohb led at 8 workers, asha+tpe at 16).
+    assert choose({"max_epochs": 27, "max_total_epochs": 540}, SIX_FLOATS, workers=8).label == "bohb"
+    assert choose({"max_epochs": 27, "max_total_epochs": 1080}, SIX_FLOATS, workers=16).label == "asha+tpe"
+
+
 def test_a_shallow_budget_gives_asha_with_tpe_even_at_one_worker() -> None:
-    choice = choose({"max_epochs": 27, "max_total_epochs": 54}, SIX_FLOATS, workers=1)  # depth 2
+    choice = choose({"max_epochs": 27, "max_total_epochs": 27}, SIX_FLOATS, workers=1)  # depth 1
     assert choice.algorithm == "asha" and choice.options == {"sampler": "tpe"}
     assert choice.label == "asha+tpe"
-    assert choice.max_trials == 54  # a cap never reached: 54 epochs at min_epochs 1 each
+    assert choice.max_trials == 27  # a cap never reached: 27 epochs at min_epochs 1 each
 
 
-def test_the_threshold_itself_picks_bohb() -> None:
-    exact = int(DEPTH_BOHB * 4 * 27)
-    assert choose({"max_epochs": 27, "max_total_epochs": exact}, SIX_FLOATS, 4).label == "bohb"
-    assert choose({"max_epochs": 27, "max_total_epochs": exact - 1}, SIX_FLOATS, 4).label == "asha+tpe"
+@pytest.mark.parametrize(("workers", "threshold"), [(4, DEPTH_BOHB), (16, DEPTH_BOHB_MANY)])
+def test_each_threshold_itself_picks_bohb(workers: int, threshold: float) -> None:
+    exact = math.ceil(threshold * workers * 27)
+    assert choose({"max_epochs": 27, "max_total_epochs": exact}, SIX_FLOATS, workers).label == "bohb"
+    assert choose({"max_epochs": 27, "max_total_epochs": exact - 1}, SIX_FLOATS, workers).label == "asha+tpe"
 
 
 def test_asha_counts_configurations_from_each_kind_of_budget() -> None:

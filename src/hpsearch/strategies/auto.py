@@ -8,7 +8,8 @@ bohb leads when every worker can train several full-length trials in the budget,
 asynchronous BOHB) leads when it cannot: with one Hyperband sweep for 16 workers, BOHB's rounds still wait for
 most of their trials while ASHA promotes whenever a rung's top third grows. The quantity that decides is the
 *depth*: the budget in epochs over (workers x max_epochs), i.e. how many full-length trainings each worker
-has time for. The threshold :data:`DEPTH_BOHB` is where the measured medians cross (BENCHMARKS.md, "auto").
+has time for. The threshold (:func:`depth_threshold`: :data:`DEPTH_BOHB` up to 8 workers, :data:`DEPTH_BOHB_MANY`
+from 9) is where the measured medians cross (BENCHMARKS.md, "algorithm = auto").
 
 >>> from hpsearch.space import SearchSpace
 >>> space = SearchSpace({"space": [{"class_name": "Float", "config": {"name": f"x{i}", "min_value": 0.0,
@@ -31,8 +32,13 @@ from hpsearch.strategies.options import SearchOptions
 
 AUTO = "auto"
 # bohb when each worker can train at least this many full-length (max_epochs) trials in the budget, else
-# asha+tpe: where the medians of the two cross in BENCHMARKS.md's simulated-clock tables (issue 25).
-DEPTH_BOHB = 3.0
+# asha+tpe: where the medians of the two cross in BENCHMARKS.md's simulated-clock tables (issue 25). Up to 8
+# workers bohb led from 1.9 on and asha+tpe at 1.1; at 16 workers asha+tpe still led (by a hair) at 2.8 and
+# bohb at 5.5: the crossing moves up with the worker count (more of BOHB's rounds run on a thin model at once).
+# 9 to 15 workers were not measured: they take the 16-worker threshold.
+DEPTH_BOHB = 1.5
+DEPTH_BOHB_MANY = 4.0
+MANY_WORKERS = 9
 # Where the rule comes from, quoted in every reason.
 SOURCE = "BENCHMARKS.md, simulated clock (issue 25)"
 # What the pick sets in [search] on top of the study file's table (budgets are never overridden: `study extend`
@@ -138,6 +144,15 @@ def budget_epochs(search: Mapping[str, Any]) -> tuple[int, str]:
     return sweeps * epochs, f"{what}: {sweeps * epochs} epochs"
 
 
+def depth_threshold(workers: int) -> float:
+    """The depth (full-length trainings per worker) from which bohb is picked with ``workers`` workers.
+
+    >>> depth_threshold(4), depth_threshold(16)
+    (1.5, 4.0)
+    """
+    return DEPTH_BOHB if workers < MANY_WORKERS else DEPTH_BOHB_MANY
+
+
 def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objectives: int = 1) -> Choice:
     """Resolve ``auto`` for a ``[search]`` table (``max_epochs`` required), the study's space, the number of
     workers expected to train it at once, and its number of objectives. A pure function: the same inputs
@@ -145,7 +160,7 @@ def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objec
 
     Both picks sample with TPE, which takes every kind of hyperparameter, conditional ones and several
     objectives (promotions rank by the first), so neither the space nor the objectives rule one out; they
-    are named in the reason. Only the depth (see the module) decides.
+    are named in the reason. The depth and the worker count (see the module) decide.
 
     >>> from hpsearch.space import SearchSpace
     >>> choice = choose({"max_epochs": 27, "max_total_epochs": 2000}, SearchSpace({"space": []}), workers=16)
@@ -163,16 +178,17 @@ def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objec
         raise ValueError(f"auto needs a worker count >= 1 (got {workers})")
     budget, source = budget_epochs(search)
     depth = budget / (workers * max_epochs)
+    threshold = depth_threshold(workers)
     inputs = (
         f"{workers} worker{'s' if workers > 1 else ''}, budget {source}, max_epochs {max_epochs}: "
         f"{depth:.1f} full-length trainings per worker"
     )
     facts = f"space: {describe_space(space)}" + (f"; {objectives} objectives" if objectives > 1 else "")
     sweep_epochs = sweep(max_epochs, options.factor)[1]
-    if depth >= DEPTH_BOHB:
+    if depth >= threshold:
         # Enough sweeps to spend the budget; a max_trials or max_total_epochs given ends the study first.
         iterations = max(options.hyperband_iterations, min(1000, math.ceil(budget / sweep_epochs)))
-        why = f">= {DEPTH_BOHB:g}: bohb is ahead at this depth ({SOURCE})"
+        why = f">= {threshold:g}: bohb is ahead there ({SOURCE})"
         return Choice(
             "bohb",
             {"hyperband_iterations": iterations},
@@ -188,7 +204,7 @@ def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objec
     else:
         per = asha_epochs_per_configuration(max_epochs, options.factor, options.min_epochs)
         configurations, cap = max(1, math.ceil(budget / per)), f"{per:.1f} epochs each"
-    why = f"< {DEPTH_BOHB:g}: asha with TPE is ahead at this depth ({SOURCE})"
+    why = f"< {threshold:g}: asha with TPE is ahead there ({SOURCE})"
     return Choice(
         "asha",
         {"sampler": "tpe"},
