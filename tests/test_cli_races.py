@@ -13,35 +13,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from hpsearch.store import open_store
 
 from .conftest import write_tiny_study
+from .store.lock_holder import lock_held, until
 
 pytestmark = pytest.mark.slow
-
-
-def _blocked(url: str) -> int:
-    """Sessions of this PostgreSQL database waiting for a lock."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                    )
-                )
-            )
-    finally:
-        engine.dispose()
 
 
 def _has_open(pid: int, path: Path) -> bool:
@@ -51,15 +32,6 @@ def _has_open(pid: int, path: Path) -> bool:
         return any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir())
     except (FileNotFoundError, PermissionError):  # exited (then its result says why) or not ours
         return True
-
-
-def _until(condition: Callable[[], bool], what: str, limit: float = 300.0) -> None:
-    """Poll until ``condition`` holds (a wait for a state, not an assertion about time)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_two_study_creations_at_once_on_a_fresh_database_both_exit_0_with_one_study(
@@ -78,17 +50,13 @@ def test_two_study_creations_at_once_on_a_fresh_database_both_exit_0_with_one_st
         holder = sqlite3.connect(file, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         procs = [start(), start()]
-        _until(lambda: all(_has_open(p.pid, file) for p in procs), "both processes to open the file")
+        until(lambda: all(_has_open(p.pid, file) for p in procs), "both processes to open the file", limit=300)
         holder.execute("ROLLBACK")
         holder.close()
     else:
-        engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
-        with engine.connect() as holder:
-            holder.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        # Each process starts Python and imports hpsearch before it reaches the lock: up to minutes under load.
+        with lock_held(db_url, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)", 2, limit=300):
             procs = [start(), start()]
-            _until(lambda: _blocked(db_url) >= 2, "both processes to wait for the schema")
-            holder.rollback()
-        engine.dispose()
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     said = sorted("created" if "tiny created" in out else "exists" if "already exists" in out else out

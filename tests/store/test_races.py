@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +26,7 @@ from hpsearch.store import NewFinalJob, NewStudy, Store, open_store
 from hpsearch.store.db import head_revision, make_engine
 
 from ..conftest import add_study
+from .lock_holder import lock_held
 
 
 def _new_study(name: str = "raced") -> NewStudy:
@@ -44,32 +44,6 @@ def _new_study(name: str = "raced") -> NewStudy:
         base_dir="/x",
         artifact_root="/x/a",
     )
-
-
-def _until(condition: Callable[[], bool], what: str, limit: float = 60.0) -> None:
-    """Poll until ``condition`` holds (a wait for a state, not an assertion about time)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
-
-
-def _blocked_on_locks(url: str) -> int:
-    """How many sessions of this PostgreSQL database wait for a lock (heavyweight: table, advisory, xact)."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return int(
-                connection.scalar(
-                    sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                    )
-                )
-            )
-    finally:
-        engine.dispose()
 
 
 @contextmanager
@@ -113,14 +87,9 @@ def _race(url: str, table: str, stores: list[Store], call: Callable[[Store], Any
             holder.execute("ROLLBACK")
         holder.close()
     else:
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        with engine.connect() as holder:
-            holder.execute(sa.text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        with lock_held(url, f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE", waiters=len(threads)):
             for thread in threads:
                 thread.start()
-            _until(lambda: _blocked_on_locks(url) >= len(threads), "both callers to wait for the lock")
-            holder.rollback()
-        engine.dispose()
     for thread in threads:
         thread.join(timeout=120)
         assert not thread.is_alive()
@@ -201,15 +170,8 @@ def test_two_schema_creations_on_a_fresh_database_at_once_both_succeed_with_one_
     else:
         # The schema's first table, created and not committed: both processes' CREATE TABLE of it waits on the
         # catalog's unique index (where the old code's loser failed, on pg_type_typname_nsp_index).
-        engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
-        with engine.connect() as holder:
-            holder.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
-            procs = [
-                subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"
-            ]
-            _until(lambda: _blocked_on_locks(db_url) >= 2, "both processes to wait for the schema")
-            holder.rollback()
-        engine.dispose()
+        with lock_held(db_url, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)", waiters=2):
+            procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
     outcomes = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], [err for _, err in outcomes]
     engine = make_engine(db_url)
