@@ -4,6 +4,8 @@ wait for each other through files, so each completes only if the other runs at t
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import signal
 import threading
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 from hpsearch.api import create_study
 from hpsearch.control.coordinator import Coordinator
 from hpsearch.execution.slots import SlotGroup
+from hpsearch.execution.worker import Worker, WorkerOptions
 from hpsearch.store import Store, TrialState, open_store
 from hpsearch.store.models import Worker as WorkerRow
 
@@ -26,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 # Each build waits only in a trial's process (discovery, in the main process, builds without waiting). The
 # grid over the one parameter, role, makes one trial per role; DIR is written in by the test.
-RENDEZVOUS = '''
+RENDEZVOUS = """
 
 import multiprocessing
 import signal
@@ -79,7 +82,7 @@ def build_forever(hp):
         open(os.path.join(DIR, f"in-{{role}}-{{os.getpid()}}"), "w").close()
         time.sleep(600)
     return fixed_model()
-'''
+"""
 
 
 def queued_study(store: Store, tmp_path: Path, build: str) -> str:
@@ -108,7 +111,7 @@ def alive(pid: int) -> bool:
 def test_two_slots_run_two_trials_at_once_each_in_its_own_process(db_url: str, tmp_path: Path) -> None:
     store = open_store(db_url, create=True)
     name = queued_study(store, tmp_path, "build_together")
-    group = SlotGroup(lambda: open_store(db_url), 2, study=name, idle_timeout=0, poll_seconds=0.1)
+    group = SlotGroup(lambda: open_store(db_url), 2, WorkerOptions(study=name, idle_timeout=0, poll_seconds=0.1))
     assert group.run() == 2
     trials = store.trials(store.study(name).id)
     assert [t.state for t in trials] == [TrialState.COMPLETED] * 2, [t.error for t in trials]
@@ -127,7 +130,7 @@ def test_two_slots_run_two_trials_at_once_each_in_its_own_process(db_url: str, t
 def test_a_crashed_child_is_retried_and_its_neighbour_is_undisturbed(db_url: str, tmp_path: Path) -> None:
     store = open_store(db_url, create=True)
     name = queued_study(store, tmp_path, "build_one_crashes")
-    SlotGroup(lambda: open_store(db_url), 2, study=name, idle_timeout=0, poll_seconds=0.1).run()
+    SlotGroup(lambda: open_store(db_url), 2, WorkerOptions(study=name, idle_timeout=0, poll_seconds=0.1)).run()
     trials = {t.params["role"]: t for t in store.trials(store.study(name).id)}
     assert trials["crash"].state == TrialState.COMPLETED and trials["crash"].retries == 1, trials["crash"].error
     assert "SIGKILL" in (trials["crash"].error or "")
@@ -146,7 +149,7 @@ def test_an_interrupt_stops_every_slot_and_hands_both_trials_back(db_url: str, t
         os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the main thread gets it
 
     threading.Thread(target=interrupt_when_both_run, daemon=True).start()
-    group = SlotGroup(lambda: open_store(db_url), 2, study=name, idle_timeout=None, poll_seconds=0.1)
+    group = SlotGroup(lambda: open_store(db_url), 2, WorkerOptions(study=name, idle_timeout=None, poll_seconds=0.1))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -158,3 +161,9 @@ def test_an_interrupt_stops_every_slot_and_hands_both_trials_back(db_url: str, t
     with store.engine.connect() as connection:
         assert set(connection.scalars(sa.select(WorkerRow.state))) == {"STOPPED"}
     assert not any(alive(pid) for pid in pids_in(meeting))  # both children were ended
+
+
+def test_every_worker_option_a_slot_group_passes_on_is_a_keyword_of_worker() -> None:
+    """WorkerOptions is the one list of what the slots share: each field must be a Worker keyword."""
+    keywords = inspect.signature(Worker).parameters
+    assert all(keywords[f.name].kind is inspect.Parameter.KEYWORD_ONLY for f in dataclasses.fields(WorkerOptions))

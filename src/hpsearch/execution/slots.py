@@ -28,7 +28,7 @@ from typing import Any
 
 from hpsearch.errors import HpsearchError
 from hpsearch.execution.gpu import no_gpu_error, run_per_gpu, share_gpu, visible_gpus
-from hpsearch.execution.worker import Worker
+from hpsearch.execution.worker import Worker, WorkerOptions
 from hpsearch.store import ClaimedTrial, Store
 from hpsearch.store.records import FinalJobRecord
 
@@ -93,8 +93,8 @@ class SlotWorker(Worker):
     """One slot of a :class:`SlotGroup`: a Worker that stops when the group's ``stop`` event is set and takes
     a ticket of the group's budget for each trial."""
 
-    def __init__(self, store: Store, *, stop: threading.Event, budget: _Budget, **options: Any) -> None:
-        super().__init__(store, **options)
+    def __init__(self, store: Store, options: WorkerOptions, *, stop: threading.Event, budget: _Budget) -> None:
+        super().__init__(store, **vars(options))
         self.stop = stop
         self.budget = budget
         self.trials_run = 0  # trials it ran (Worker.run also counts one it handed back as the group stopped)
@@ -128,7 +128,7 @@ class SlotWorker(Worker):
 class SlotGroup:
     """K slots in threads of this process (see the module). ``open_store`` makes each slot's store.
 
-    >>> SlotGroup(lambda: open_store(url), 4, study="mnist", idle_timeout=60).run()  # doctest: +SKIP
+    >>> SlotGroup(lambda: open_store(url), 4, WorkerOptions(study="mnist", idle_timeout=60)).run()  # doctest: +SKIP
     7
     """
 
@@ -136,32 +136,16 @@ class SlotGroup:
         self,
         open_store: Callable[[], Store],
         slots: int,
+        options: WorkerOptions,
         *,
-        gpu: str | None = None,
-        study: str | None = None,
         max_trials: int | None = None,
-        idle_timeout: float | None = None,
-        exit_when_done: bool = False,
-        poll_seconds: float = 1.0,
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.stop = threading.Event()
         budget = _Budget(max_trials)
-        self.slots = [
-            SlotWorker(
-                open_store(),
-                stop=self.stop,
-                budget=budget,
-                gpu=gpu,
-                study=study,
-                idle_timeout=idle_timeout,
-                exit_when_done=exit_when_done,
-                poll_seconds=poll_seconds,
-            )
-            for _ in range(slots)
-        ]
-        self.gpu = gpu
+        self.slots = [SlotWorker(open_store(), options, stop=self.stop, budget=budget) for _ in range(slots)]
+        self.gpu = options.gpu
         self.done = [threading.Event() for _ in range(slots)]
         self.errors: list[BaseException] = []
 
@@ -236,25 +220,9 @@ def run_worker(
         if code:
             raise HpsearchError("--gpu all", f"a GPU's worker exited with code {code}")
         return 0
+    options = WorkerOptions(gpu=gpu, study=study, idle_timeout=idle_timeout, exit_when_done=exit_when_done)
     if slots == 1:
         if gpu is not None:
             share_gpu(1)
-        worker = Worker(
-            open_store(),
-            gpu=gpu,
-            study=study,
-            max_trials=max_trials,
-            idle_timeout=idle_timeout,
-            exit_when_done=exit_when_done,
-        )
-        return worker.run()
-    group = SlotGroup(
-        open_store,
-        slots,
-        gpu=gpu,
-        study=study,
-        max_trials=max_trials,
-        idle_timeout=idle_timeout,
-        exit_when_done=exit_when_done,
-    )
-    return group.run()
+        return Worker(open_store(), max_trials=max_trials, **vars(options)).run()
+    return SlotGroup(open_store, slots, options, max_trials=max_trials).run()

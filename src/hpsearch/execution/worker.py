@@ -53,6 +53,22 @@ class _StudyCache:
     data_dir: Path
 
 
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Which GPU and study a worker serves and when it stops waiting: what every slot of a ``--slots K`` worker
+    shares (:class:`~hpsearch.execution.slots.SlotGroup`), kept in one place so the slots and a single worker
+    cannot drift apart. Its fields are keywords of :class:`Worker`.
+
+    >>> Worker(store, max_trials=3, **vars(WorkerOptions(study="mnist", idle_timeout=60)))  # doctest: +SKIP
+    """
+
+    gpu: str | None = None
+    study: str | None = None
+    idle_timeout: float | None = None
+    exit_when_done: bool = False
+    poll_seconds: float = 1.0
+
+
 # What the fork server imports once, before forking any trial (keras: seconds).
 FORK_SERVER_PRELOAD = ["hpsearch.execution.preload", "hpsearch.execution.training", "hpsearch.execution.finaljob"]
 
