@@ -87,3 +87,13 @@ def test_a_file_export_says_what_it_wrote(
     assert out.strip() == f"wrote 2 metric rows of demo to {tmp_path / 'm.json'} (json)"
     code, out, err = run_cli(["export", "demo", "--db", db_url], capsys)  # standard output: the data alone
     assert code == 0 and not out.startswith("wrote") and out.count("\n") == 3
+
+
+def test_report_says_the_absolute_path_it_wrote(
+    store: Store, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _staged_study(store)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["report", "demo", "--db", db_url, "-o", "page.html"], capsys)
+    assert code == 0, err
+    assert out.strip() == f"wrote {tmp_path.resolve() / 'page.html'}" and (tmp_path / "page.html").is_file()

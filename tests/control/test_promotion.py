@@ -173,6 +173,9 @@ def test_final_job_evaluates_exports_and_the_exports_reload(store: Store, tmp_pa
         assert tree_sha256(Path(artifact.uri)) == (artifact.sha256, artifact.size_bytes)
     card = json.loads(Path(artifacts["model_card"].uri).read_text())
     assert card["params"] == job.params and card["training"]["start_epochs"] == [0]
+    named = [(c["class_label"], c["class_name"]) for c in card["class_metrics"]]
+    assert named == [("0", "negative"), ("1", "positive")]
+    assert Path(artifacts["model_card"].uri).parent.name == "a1" and card["attempt"] == job.attempt == 1
     assert card["software"]["keras"].startswith("3.") and card["data"]["slice_features"] == ["group", "parity"]
     assert card["backend"]["name"] == BACKEND and card["backend"]["version"] == card["software"][BACKEND]
     assert set(card["skipped_exports"]) == {"keras", "savedmodel", "onnx"} - EXPORTS
@@ -220,10 +223,15 @@ def test_a_killed_final_job_resumes_where_it_stopped(db_url: str, store: Store, 
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {killed_at}" in resumed.stdout
     assert "test auc" in resumed.stdout and "group,parity" in resumed.stdout  # the slice table
+    assert "negative (0)" in resumed.stdout and "positive (1)" in resumed.stdout  # the class table, by name
     job = store.final_job(job.id)
     assert job.state == TrialState.COMPLETED and job.attempts == 2 and "is gone" in (job.error or "")
     assert list(store.final_metrics(job.id)) == list(range(1, job.epochs_done + 1))
     card_uri = next(a.uri for a in store.final_artifacts(job.id) if a.kind == "model_card")
+    # The second attempt worked in a directory of its own, resumed from a copy of the first one's backup (the
+    # one the store accepted last), and deleted the first attempt's directory once it completed.
+    assert Path(card_uri).parent.name == "a2" and (job.attempt, job.checkpoint_attempt) == (2, 2)
+    assert [p.name for p in Path(card_uri).parent.parent.iterdir()] == ["a2"]
     starts = json.loads(Path(card_uri).read_text())["training"]["start_epochs"]
     # The second attempt started from the backup of the last finished epoch (or the one before, if the
     # kill fell between writing the backup and reporting the epoch), not from 0.

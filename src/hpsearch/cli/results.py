@@ -302,6 +302,9 @@ def _print_final_job(store: Store, study: Study, job_id: int, *, as_json: bool) 
     job = store.final_job(job_id)
     artifacts = store.final_artifacts(job.id)
     classes, slices = store.final_evaluation(job.id)
+    # The loader's class names travel in the confusion matrix's JSON; the rows keep the class index.
+    confusion = job.confusion_matrix or {}
+    names = dict(zip(map(str, confusion.get("labels") or []), confusion.get("class_names") or [], strict=False))
     if as_json:
         out.print_json(
             data={
@@ -315,7 +318,15 @@ def _print_final_job(store: Store, study: Study, job_id: int, *, as_json: bool) 
                 "test_metrics": job.test_metrics,
                 "confusion_matrix": job.confusion_matrix,
                 "classes": [
-                    {"class": c.class_label, "precision": c.precision, "recall": c.recall, "f1": c.f1} for c in classes
+                    {
+                        "class": c.class_label,
+                        "name": names.get(c.class_label),
+                        "precision": c.precision,
+                        "recall": c.recall,
+                        "f1": c.f1,
+                        "support": c.support,
+                    }
+                    for c in classes
                 ],
                 "slices": len(slices),
                 "artifacts": [{"kind": a.kind, "uri": a.uri, "sha256": a.sha256} for a in artifacts],
@@ -329,6 +340,12 @@ def _print_final_job(store: Store, study: Study, job_id: int, *, as_json: bool) 
     )
     for name, value in (job.test_metrics or {}).items():
         out.print(f"  test {name} = {value:.4f}" if value is not None else f"  test {name} = -", highlight=False)
+    if classes:
+        table = Table("class", "precision", "recall", "F1", "n", title="test classes")
+        for c in classes:
+            label = f"{names[c.class_label]} ({c.class_label})" if c.class_label in names else c.class_label
+            table.add_row(label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support))
+        out.print(table)
     if slices:
         table = Table("slice", "value", "threshold", "n", "accuracy", "FPR", "FNR", "AUC", title="test slices")
         for row in slices:
@@ -381,7 +398,7 @@ def report(
 ) -> None:
     """One self-contained HTML page (no network needed) with the study's plots and tables."""
     path = load_study(study, db=db).report(output)
-    out.print(f"wrote {path}", highlight=False)
+    out.print(f"wrote {Path(path).resolve()}", highlight=False)
 
 
 @app.command()

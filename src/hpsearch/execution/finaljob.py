@@ -313,6 +313,19 @@ def run_final_job(task: FinalTask, conn: Any, stop: Any) -> None:
         conn.close()
 
 
+def _named(class_rows: list[dict[str, Any]], confusion: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The model card's per-class rows, each with its ``class_name`` when the loader named the classes (the
+    names travel in the confusion matrix's JSON; the database keeps the class index as ``class_label``).
+
+    >>> _named([{"class_label": "1"}], {"labels": [0, 1], "class_names": ["died", "survived"]})
+    [{'class_label': '1', 'class_name': 'survived'}]
+    """
+    confusion = confusion or {}
+    names = dict(zip(map(str, confusion.get("labels") or []), confusion.get("class_names") or [], strict=False))
+    named = [row | {"class_name": names[row["class_label"]]} for row in class_rows if row["class_label"] in names]
+    return named if len(named) == len(class_rows) else class_rows
+
+
 def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult:
     apply_fit_options(task.mixed_precision, task.jit_compile)
     keras.utils.set_random_seed(task.seed)
@@ -417,7 +430,7 @@ def _train_evaluate_export(task: FinalTask, conn: Any, stop: Any) -> FinalResult
         },
         "task": evaluation.task,
         "test_metrics": metrics,
-        "class_metrics": class_rows,
+        "class_metrics": _named(class_rows, evaluation.confusion),
         "confusion_matrix": evaluation.confusion,
         "slices": slice_rows,
         "exports": {kind: path.name for kind, path in written.items()},
