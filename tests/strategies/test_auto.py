@@ -15,8 +15,6 @@ from hpsearch.spec import validate_spec
 from hpsearch.strategies import make_strategy
 from hpsearch.strategies.auto import (
     DEPTH_BOHB,
-    DEPTH_BOHB_MANY,
-    MANY_WORKERS,
     asha_epochs_per_configuration,
     budget_epochs,
     choose,
@@ -55,14 +53,13 @@ def test_one_sweep_of_max_epochs_27_matches_keras_tuner_and_asha_costs_three_epo
 
 @pytest.mark.parametrize(
     ("workers", "label"),
-    [(1, "bohb"), (2, "bohb"), (4, "bohb"), (8, "bohb"), (9, "asha+tpe"), (12, "asha+tpe"), (16, "asha+tpe")],
+    [(1, "bohb"), (2, "bohb"), (4, "bohb"), (8, "bohb"), (9, "bohb"), (10, "asha+tpe"), (16, "asha+tpe")],
 )
 def test_with_one_sweep_for_budget_the_worker_count_decides(workers: int, label: str) -> None:
-    # One sweep = 375 epochs; depth = 375 / (workers * 27): 1.7 at 8 workers (>= 1.5), 1.5 at 9 (< 4: many).
+    # One sweep = 375 epochs; depth = 375 / (workers * 27): 1.54 at 9 workers (>= 1.5), 1.39 at 10.
     choice = choose({"max_epochs": 27}, SIX_FLOATS, workers)
     assert choice.label == label
-    threshold = DEPTH_BOHB if workers < MANY_WORKERS else DEPTH_BOHB_MANY
-    assert (375 / (workers * 27) >= threshold) == (label == "bohb")
+    assert (375 / (workers * 27) >= DEPTH_BOHB) == (label == "bohb")
 
 
 def test_a_deep_budget_gives_bohb_with_enough_sweeps_to_spend_it_even_at_16_workers() -> None:
@@ -73,10 +70,12 @@ def test_a_deep_budget_gives_bohb_with_enough_sweeps_to_spend_it_even_at_16_work
     assert "16 workers" in choice.reason and "max_total_epochs 2000" in choice.reason
 
 
-def test_the_same_depth_picks_bohb_at_few_workers_and_asha_at_many() -> None:
-    # depth 2.5 = between the two thresholds (BENCHMARKS.md: bohb led at 8 workers, asha+tpe at 16).
-    assert choose({"max_epochs": 27, "max_total_epochs": 540}, SIX_FLOATS, workers=8).label == "bohb"
-    assert choose({"max_epochs": 27, "max_total_epochs": 1080}, SIX_FLOATS, workers=16).label == "asha+tpe"
+def test_the_depth_decides_whatever_the_worker_count() -> None:
+    # depth 2.5 at 2 and at 16 workers: bohb both times; depth 1 at both: asha+tpe.
+    assert choose({"max_epochs": 27, "max_total_epochs": 135}, SIX_FLOATS, workers=2).label == "bohb"
+    assert choose({"max_epochs": 27, "max_total_epochs": 1080}, SIX_FLOATS, workers=16).label == "bohb"
+    assert choose({"max_epochs": 27, "max_total_epochs": 54}, SIX_FLOATS, workers=2).label == "asha+tpe"
+    assert choose({"max_epochs": 27, "max_total_epochs": 432}, SIX_FLOATS, workers=16).label == "asha+tpe"
 
 
 def test_a_shallow_budget_gives_asha_with_tpe_even_at_one_worker() -> None:
@@ -86,9 +85,9 @@ def test_a_shallow_budget_gives_asha_with_tpe_even_at_one_worker() -> None:
     assert choice.max_trials == 27  # a cap never reached: 27 epochs at min_epochs 1 each
 
 
-@pytest.mark.parametrize(("workers", "threshold"), [(4, DEPTH_BOHB), (16, DEPTH_BOHB_MANY)])
-def test_each_threshold_itself_picks_bohb(workers: int, threshold: float) -> None:
-    exact = math.ceil(threshold * workers * 27)
+@pytest.mark.parametrize("workers", [4, 16])
+def test_the_threshold_itself_picks_bohb(workers: int) -> None:
+    exact = math.ceil(DEPTH_BOHB * workers * 27)
     assert choose({"max_epochs": 27, "max_total_epochs": exact}, SIX_FLOATS, workers).label == "bohb"
     assert choose({"max_epochs": 27, "max_total_epochs": exact - 1}, SIX_FLOATS, workers).label == "asha+tpe"
 
@@ -98,7 +97,7 @@ def test_asha_counts_configurations_from_each_kind_of_budget() -> None:
     assert given.label == "asha+tpe" and given.max_trials == 40  # the user's max_trials, as configurations
     sweeps = choose({"max_epochs": 27}, SIX_FLOATS, workers=16)
     assert sweeps.max_trials == 125  # 375 epochs / 3 epochs a configuration
-    assert choose({"max_epochs": 27, "hyperband_iterations": 2}, SIX_FLOATS, workers=16).max_trials == 250
+    assert choose({"max_epochs": 27, "hyperband_iterations": 2}, SIX_FLOATS, workers=32).max_trials == 250
 
 
 def test_budget_in_epochs_from_each_source() -> None:

@@ -8,8 +8,8 @@ bohb leads when every worker can train several full-length trials in the budget,
 asynchronous BOHB) leads when it cannot: with one Hyperband sweep for 16 workers, BOHB's rounds still wait for
 most of their trials while ASHA promotes whenever a rung's top third grows. The quantity that decides is the
 *depth*: the budget in epochs over (workers x max_epochs), i.e. how many full-length trainings each worker
-has time for. The threshold (:func:`depth_threshold`: :data:`DEPTH_BOHB` up to 8 workers, :data:`DEPTH_BOHB_MANY`
-from 9) is where the measured medians cross (BENCHMARKS.md, "algorithm = auto").
+has time for; the worker count enters through it. The threshold :data:`DEPTH_BOHB` is where the measured
+medians cross (BENCHMARKS.md, "algorithm = auto").
 
 >>> from hpsearch.space import SearchSpace
 >>> space = SearchSpace({"space": [{"class_name": "Float", "config": {"name": f"x{i}", "min_value": 0.0,
@@ -32,13 +32,10 @@ from hpsearch.strategies.options import SearchOptions
 
 AUTO = "auto"
 # bohb when each worker can train at least this many full-length (max_epochs) trials in the budget, else
-# asha+tpe: where the medians of the two cross in BENCHMARKS.md's simulated-clock tables (issue 25). Up to 8
-# workers bohb led from 1.9 on and asha+tpe at 1.1; at 16 workers asha+tpe still led (by a hair) at 2.8 and
-# bohb at 5.5: the crossing moves up with the worker count (more of BOHB's rounds run on a thin model at once).
-# 9 to 15 workers were not measured: they take the 16-worker threshold.
+# asha+tpe: where the medians of the two cross in BENCHMARKS.md's simulated-clock tables (issue 25): asha+tpe
+# led at depths 0.7 to 1.4 (8 and 16 workers), bohb from 1.6 on at 1 to 12 workers. At 16 workers and depth
+# 2.8 asha+tpe led by a hair (W/L 6/4 and 5/5, within the seed spread): not enough for a rule of its own.
 DEPTH_BOHB = 1.5
-DEPTH_BOHB_MANY = 4.0
-MANY_WORKERS = 9
 # Where the rule comes from, quoted in every reason.
 SOURCE = "BENCHMARKS.md, simulated clock (issue 25)"
 # What the pick sets in [search] on top of the study file's table (budgets are never overridden: `study extend`
@@ -144,15 +141,6 @@ def budget_epochs(search: Mapping[str, Any]) -> tuple[int, str]:
     return sweeps * epochs, f"{what}: {sweeps * epochs} epochs"
 
 
-def depth_threshold(workers: int) -> float:
-    """The depth (full-length trainings per worker) from which bohb is picked with ``workers`` workers.
-
-    >>> depth_threshold(4), depth_threshold(16)
-    (1.5, 4.0)
-    """
-    return DEPTH_BOHB if workers < MANY_WORKERS else DEPTH_BOHB_MANY
-
-
 def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objectives: int = 1) -> Choice:
     """Resolve ``auto`` for a ``[search]`` table (``max_epochs`` required), the study's space, the number of
     workers expected to train it at once, and its number of objectives. A pure function: the same inputs
@@ -160,7 +148,7 @@ def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objec
 
     Both picks sample with TPE, which takes every kind of hyperparameter, conditional ones and several
     objectives (promotions rank by the first), so neither the space nor the objectives rule one out; they
-    are named in the reason. The depth and the worker count (see the module) decide.
+    are named in the reason. The depth (see the module) decides.
 
     >>> from hpsearch.space import SearchSpace
     >>> choice = choose({"max_epochs": 27, "max_total_epochs": 2000}, SearchSpace({"space": []}), workers=16)
@@ -178,7 +166,7 @@ def choose(search: Mapping[str, Any], space: SearchSpace, workers: int, *, objec
         raise ValueError(f"auto needs a worker count >= 1 (got {workers})")
     budget, source = budget_epochs(search)
     depth = budget / (workers * max_epochs)
-    threshold = depth_threshold(workers)
+    threshold = DEPTH_BOHB
     inputs = (
         f"{workers} worker{'s' if workers > 1 else ''}, budget {source}, max_epochs {max_epochs}: "
         f"{depth:.1f} full-length trainings per worker"
