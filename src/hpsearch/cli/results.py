@@ -105,6 +105,8 @@ def status(
                 "best": best_trial.objective if best_trial else None,
                 "best_trial": best_trial.number if best_trial else None,
                 "message": item.message,
+                # algorithm = "auto": what it picked at creation and why (None otherwise).
+                "algorithm_reason": (item.algorithm_choice or {}).get("reason"),
                 "waiting_for": _waiting_for(store, item),
             }
         )
@@ -127,6 +129,9 @@ def status(
             best_text,
         )
     out.print(table)
+    for row in rows:
+        if row["algorithm_reason"]:
+            out.print(f"study {row['study']}: algorithm {row['algorithm_reason']}", highlight=False, markup=False)
     for row in rows:
         if row["waiting_for"]:
             out.print(_waiting_hint(row["study"], row["waiting_for"]), highlight=False, markup=False)
