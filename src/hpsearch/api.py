@@ -120,6 +120,13 @@ class Study:
         return str(self.record.state)
 
     @property
+    def algorithm_reason(self) -> str | None:
+        """For ``algorithm = "auto"``: what it picked when the study was created and why, e.g. ``"auto -> bohb:
+        1 worker, budget one Hyperband sweep: 375 epochs, ..."`` (None for a study that named its algorithm)."""
+        choice = self.record.algorithm_choice
+        return str(choice["reason"]) if choice else None
+
+    @property
     def trials(self) -> list[Trial]:
         """Every trial, by number."""
         return self.store.trials(self.record.id)
@@ -338,10 +345,19 @@ def _refuse_finished(record: StudyRow, command: str) -> None:
 def run_final_job_here(store: Store, job: FinalJob) -> FinalJob:
     """Run one final job in a worker of this process (a fork-server child, as on any worker). While another
     process of this host runs it (two ``promote --local`` at once), wait for its result; if that process
-    dies, take the job over and resume it."""
+    dies, take the job over and resume it. A study with ``[run] backend`` runs in that Keras backend (this
+    process's ``KERAS_BACKEND`` is set before its fork server starts), or is refused in one line when this
+    process's fork server already runs another (see :func:`hpsearch.execution.backends.use_backend_here`)."""
     from hpsearch.control.promotion import running_in_another_process_here, take_over_if_abandoned
+    from hpsearch.execution.backends import use_backend_here
     from hpsearch.execution.worker import Worker
 
+    # A study that requires a Keras backend: this process's worker runs that one (as `hpsearch run` starts
+    # workers of it), else no worker here could claim the job; when it cannot, one line says what to do.
+    study = store.study_by_id(job.study_id)
+    refused = use_backend_here(study.spec["run"].get("backend"))
+    if refused is not None:
+        raise UsageError(f"final job {job.number} of study {study.name}", refused)
     while True:
         take_over_if_abandoned(store, job)
         job = store.final_job(job.id)

@@ -11,6 +11,7 @@ initialising it before the fork server forks); a test checks the answer against 
 from __future__ import annotations
 
 import json
+import multiprocessing.forkserver
 import os
 from importlib import metadata
 
@@ -65,3 +66,38 @@ def worker_backend() -> tuple[str, str | None]:
     """(backend, version) of the trials this process's fork server will run."""
     backend = keras_backend()
     return backend, backend_version(backend)
+
+
+def _fork_server_started() -> bool:
+    """Whether this process's fork server runs (its keras, imported once, fixed the backend of every child)."""
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    return getattr(server, "_forkserver_pid", None) is not None
+
+
+def use_backend_here(required: str | None) -> str | None:
+    """Make the workers of this process (``promote --local``: a worker in this process) run the backend a study
+    requires, as ``hpsearch run`` gives its local workers that backend; None when they will, else why not.
+
+    The fork server reads ``KERAS_BACKEND`` when it starts, and the worker records it: so it is set for this
+    process when no fork server runs yet. One already running keeps its backend: then the answer is a line
+    saying how to run the job instead. A backend that is not installed is refused the same way.
+
+    >>> use_backend_here(None) is None
+    True
+    """
+    if required is None:
+        return None
+    if backend_version(required) is None:
+        return f"requires the {required} backend ([run] backend), which is not installed here"
+    current = keras_backend()
+    if current == required:
+        return None
+    if _fork_server_started():
+        return (
+            f"requires the {required} backend ([run] backend) and this process's workers already run {current}: "
+            f"run it from a new process (KERAS_BACKEND={required} is set for it), or queue it for a {required} "
+            "worker (promote without --local)"
+        )
+    # Set for this whole process: its fork server, started next, keeps this backend for every later child.
+    os.environ["KERAS_BACKEND"] = required
+    return None
