@@ -20,6 +20,20 @@ MODEL_WINDOW = 200
 _MODEL_KEEPS_BEST = 25  # TPE's "good" group never holds more than 25 trials (Optuna's default gamma)
 
 
+_UNFINISHED = ("QUEUED", "RUNNING")  # TrialView.finished's complement, without a property call per trial
+
+
+def _count_fresh(history: Sequence[TrialView], up_to: int) -> int:
+    """How many trials are not promotions, counting no further than ``up_to`` (a study of 10,000 trials
+    needs no pass over all of them to know it is past its start-up trials)."""
+    fresh = 0
+    for trial in history:
+        if fresh >= up_to:
+            break
+        fresh += trial.parent_number is None
+    return fresh
+
+
 def _key(params: dict[str, Value]) -> str:
     return json.dumps(params, sort_keys=True)
 
@@ -108,9 +122,9 @@ class OptunaSampler:
 
     def sample(self, context: StudyContext, history: Sequence[TrialView], count: int) -> list[dict[str, Value]]:
         out: list[dict[str, Value]] = []
-        fresh = [t for t in history if t.parent_number is None]  # promotions repeat a configuration
+        fresh = _count_fresh(history, up_to=self.n_startup_trials)  # promotions repeat a configuration
         for offset in range(count):
-            index = len(fresh) + offset
+            index = fresh + offset
             if index < self.n_startup_trials:
                 out.append(self._sobol(context, index))
         remaining = count - len(out)
@@ -150,10 +164,11 @@ class OptunaSampler:
 
     def _observed(self, history: Sequence[TrialView], direction: str) -> list[TrialView]:
         completed = [t for t in history if t.state == "COMPLETED" and t.objective is not None]
-        by_budget: dict[int, list[TrialView]] = {}
-        for trial in completed:
-            by_budget.setdefault(trial.budget_epochs, []).append(trial)
-        if len(by_budget) > 1:
+        budgets = {t.budget_epochs for t in completed}
+        if len(budgets) > 1:  # a pass per budget only where there are several (multi-fidelity)
+            by_budget: dict[int, list[TrialView]] = {}
+            for trial in completed:
+                by_budget.setdefault(trial.budget_epochs, []).append(trial)
             enough = [b for b, trials in by_budget.items() if len(trials) >= self.n_startup_trials]
             budget = max(enough) if enough else max(by_budget, key=lambda b: len(by_budget[b]))
             completed = by_budget[budget]
@@ -190,7 +205,7 @@ class OptunaSampler:
             if logged is None or len(logged) != len(directions) or any(v is None for v in logged):
                 continue  # a trial that never logged every objective teaches the model nothing
             observed.append((known(seen.params), [float(v) for v in logged if v is not None]))
-        pending = [known(t.params) for t in history if not t.finished and t.parent_number is None]
+        pending = [known(t.params) for t in history if t.state in _UNFINISHED and t.parent_number is None]
         pending += [known(p) for p in planned]
         # TPE's group decomposition matters only when trials differ in which parameters they have
         # (conditional parameters, or a space that grew); with one group it samples the same, slower.
