@@ -63,16 +63,6 @@ def test_run_then_status_best_trials(tmp_path: Path, db_url: str) -> None:
     assert table_count(db_url, "workers") == 2
 
 
-def test_run_again_resumes_the_same_study(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'again.db'}"
-    path = write_tiny_study(tmp_path, max_trials=2, max_epochs=1, workers=1)
-    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
-    again = hpsearch("run", str(path), cwd=tmp_path, db=db)
-    assert again.returncode == 0, again.stderr
-    assert "study tiny is already completed" in again.stdout  # the same study, and no worker started for it
-    assert table_count(db, "trials") == 2 and table_count(db, "workers") == 1
-
-
 def test_default_database_is_hpsearch_db_in_the_working_directory(tmp_path: Path) -> None:
     path = write_tiny_study(tmp_path, max_trials=1, max_epochs=1, workers=1)
     result = hpsearch("study", "create", str(path), cwd=tmp_path)
@@ -222,7 +212,7 @@ def test_coordinator_and_workers_as_separate_processes(tmp_path: Path, db_url: s
 
 def test_multi_objective_study_shows_its_pareto_front(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'mo.db'}"
-    path = write_tiny_study(tmp_path, algorithm="tpe", max_trials=6, max_epochs=1)
+    path = write_tiny_study(tmp_path, algorithm="tpe", max_trials=6, max_epochs=1, workers=1)  # the front is the point
     path.write_text(
         path.read_text()
         .replace(
@@ -248,58 +238,6 @@ def test_multi_objective_study_shows_its_pareto_front(tmp_path: Path) -> None:
     for (accuracy, size), trial in zip(everyone, trials, strict=True):  # everyone else is beaten by someone
         if trial["number"] not in front_numbers:
             assert any(a >= accuracy and s <= size and (a, s) != (accuracy, size) for a, s in everyone)
-
-
-def test_gc_keeps_the_best_checkpoint_and_frees_the_rest(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'gc.db'}"
-    path = write_tiny_study(tmp_path, max_trials=3, max_epochs=1, workers=1)
-    assert hpsearch("run", str(path), "--artifacts", str(tmp_path / "art"), cwd=tmp_path, db=db).returncode == 0
-    (own,) = (tmp_path / "art").glob("tiny-*")  # the study's own directory under the root (issue 24)
-    files = sorted((own / "tiny" / "trials").glob("*/checkpoint-*.weights.h5"))
-    assert len(files) == 3
-    dry = hpsearch("gc", "tiny", "--dry-run", cwd=tmp_path, db=db)
-    assert "would free 2 checkpoints" in dry.stdout and len(list(files[0].parent.parent.glob("*/*.h5"))) == 3
-    assert "freed 2 checkpoints" in hpsearch("gc", "tiny", cwd=tmp_path, db=db).stdout
-    best = json.loads(hpsearch("best", "tiny", "--json", cwd=tmp_path, db=db).stdout)["best"]["number"]
-    assert [p.parent.name for p in (own / "tiny" / "trials").glob("*/*.h5")] == [str(best)]
-    assert table_count(db, "artifacts") == 1
-
-
-def test_show_export_and_optuna_copy(tmp_path: Path) -> None:
-    import optuna
-    import pandas as pd
-
-    db = f"sqlite:///{tmp_path / 'x.db'}"
-    path = write_tiny_study(tmp_path, max_trials=3, max_epochs=2, workers=1)
-    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
-    shown = json.loads(hpsearch("show", "tiny", "1", "--json", cwd=tmp_path, db=db).stdout)
-    assert shown["number"] == 1 and sorted(shown["curve"]) == ["1", "2"]
-    assert [a["outcome"] for a in shown["attempts"]] == ["COMPLETED"]
-    missing = hpsearch("show", "tiny", "7", cwd=tmp_path, db=db)
-    assert missing.returncode == 2 and missing.stderr.strip() == "error: trial 7: no such trial in this study"
-
-    csv = hpsearch("export", "tiny", cwd=tmp_path, db=db)
-    assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("study,number,state,objective")
-    assert hpsearch("export", "tiny", "--format", "parquet", "-o", "t.parquet", cwd=tmp_path, db=db).returncode == 0
-    frame = pd.read_parquet(tmp_path / "t.parquet")
-    assert list(frame["number"]) == [0, 1, 2] and {"param_units", "param_lr"} <= set(frame.columns)
-    curves = json.loads(hpsearch("export", "tiny", "--metrics", "--format", "json", cwd=tmp_path, db=db).stdout)
-    assert {(r["number"], r["epoch"]) for r in curves if r["name"] == "val_accuracy"} == {
-        (n, e) for n in range(3) for e in (1, 2)
-    }
-    bad = hpsearch("export", "tiny", "--format", "xls", cwd=tmp_path, db=db)
-    assert bad.returncode == 2 and "must be one of csv, parquet, json" in bad.stderr
-
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    copied = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
-    assert copied.returncode == 0 and "copied 3 trials" in copied.stdout
-    loaded = optuna.load_study(study_name="tiny", storage=storage)
-    assert loaded.best_value == max(
-        t["objective"] for t in json.loads(hpsearch("trials", "tiny", "--json", cwd=tmp_path, db=db).stdout)
-    )
-    assert sorted(loaded.trials[0].intermediate_values) == [1, 2]
-    again = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
-    assert again.returncode == 2 and again.stderr.startswith("error: --optuna sqlite:///")
 
 
 def test_sigterm_hands_the_running_trial_back_and_stops_the_worker(tmp_path: Path) -> None:
@@ -339,13 +277,61 @@ def test_sigterm_hands_the_running_trial_back_and_stops_the_worker(tmp_path: Pat
     assert workers == ["STOPPED"]
 
 
-def test_report_command_writes_one_self_contained_page(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'r.db'}"
+def test_show_export_optuna_report_then_gc_on_one_finished_study(tmp_path: Path) -> None:
+    """The commands that read a finished study, on one `hpsearch run` (each used to run a study of its own):
+    show, export (csv, parquet, json curves, Optuna), report; then gc, which frees checkpoints, last."""
+    import optuna
+    import pandas as pd
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
     path = write_tiny_study(tmp_path, max_trials=3, max_epochs=2, workers=1)
-    assert hpsearch("run", str(path), cwd=tmp_path, db=db).returncode == 0
+    assert hpsearch("run", str(path), "--artifacts", str(tmp_path / "art"), cwd=tmp_path, db=db).returncode == 0
+
+    # show and export
+    shown = json.loads(hpsearch("show", "tiny", "1", "--json", cwd=tmp_path, db=db).stdout)
+    assert shown["number"] == 1 and sorted(shown["curve"]) == ["1", "2"]
+    assert [a["outcome"] for a in shown["attempts"]] == ["COMPLETED"]
+    missing = hpsearch("show", "tiny", "7", cwd=tmp_path, db=db)
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: trial 7: no such trial in this study"
+
+    csv = hpsearch("export", "tiny", cwd=tmp_path, db=db)
+    assert csv.returncode == 0 and csv.stdout.splitlines()[0].startswith("study,number,state,objective")
+    assert hpsearch("export", "tiny", "--format", "parquet", "-o", "t.parquet", cwd=tmp_path, db=db).returncode == 0
+    frame = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(frame["number"]) == [0, 1, 2] and {"param_units", "param_lr"} <= set(frame.columns)
+    curves = json.loads(hpsearch("export", "tiny", "--metrics", "--format", "json", cwd=tmp_path, db=db).stdout)
+    assert {(r["number"], r["epoch"]) for r in curves if r["name"] == "val_accuracy"} == {
+        (n, e) for n in range(3) for e in (1, 2)
+    }
+    bad = hpsearch("export", "tiny", "--format", "xls", cwd=tmp_path, db=db)
+    assert bad.returncode == 2 and "must be one of csv, parquet, json" in bad.stderr
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    copied = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
+    assert copied.returncode == 0 and "copied 3 trials" in copied.stdout
+    loaded = optuna.load_study(study_name="tiny", storage=storage)
+    assert loaded.best_value == max(
+        t["objective"] for t in json.loads(hpsearch("trials", "tiny", "--json", cwd=tmp_path, db=db).stdout)
+    )
+    assert sorted(loaded.trials[0].intermediate_values) == [1, 2]
+    again = hpsearch("export", "tiny", "--optuna", storage, cwd=tmp_path, db=db)
+    assert again.returncode == 2 and again.stderr.startswith("error: --optuna sqlite:///")
+
+    # report: one self-contained page
     result = hpsearch("report", "tiny", "-o", "out.html", cwd=tmp_path, db=db)
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "out.html").read_text()
     assert page.count('class="plot"') >= 5 and "<script src=" not in page
     missing = hpsearch("report", "nope", cwd=tmp_path, db=db)
     assert missing.returncode == 2 and not (tmp_path / "report.html").exists()
+
+    # gc keeps the best checkpoint and frees the rest (last: it deletes files)
+    (own,) = (tmp_path / "art").glob("tiny-*")  # the study's own directory under the root (issue 24)
+    files = sorted((own / "tiny" / "trials").glob("*/checkpoint-*.weights.h5"))
+    assert len(files) == 3
+    dry = hpsearch("gc", "tiny", "--dry-run", cwd=tmp_path, db=db)
+    assert "would free 2 checkpoints" in dry.stdout and len(list(files[0].parent.parent.glob("*/*.h5"))) == 3
+    assert "freed 2 checkpoints" in hpsearch("gc", "tiny", cwd=tmp_path, db=db).stdout
+    best = json.loads(hpsearch("best", "tiny", "--json", cwd=tmp_path, db=db).stdout)["best"]["number"]
+    assert [p.parent.name for p in (own / "tiny" / "trials").glob("*/*.h5")] == [str(best)]
+    assert table_count(db, "artifacts") == 1

@@ -117,6 +117,7 @@ def test_delete_extend_changed_file_and_completed_rerun(tmp_path: Path, db_url: 
     assert again.returncode == 0, again.stderr
     assert "study tiny is already completed (1 trials completed" in again.stdout
     assert table_count(db_url, "workers") == 1  # no worker started for nothing
+    assert table_count(db_url, "trials") == 1  # the same study: no trial added
 
     changed = write_tiny_study(tmp_path, max_trials=1, max_epochs=3, workers=1, lease_seconds=45)
     refused = hpsearch("run", str(changed), cwd=tmp_path, db=db_url)
