@@ -190,8 +190,9 @@ def switch(groups: dict[tuple[str, int, float], list[Run]]) -> list[str]:
     spread (the interquartile range of the best fixed choice's scores)."""
     out = [
         "| problem | N | horizon / T | epochs per worker / R (bohb, median) | bohb | asha+tpe | "
-        "bohb - asha+tpe: median (W/L) | best fixed | auto (its pick) | auto - best: median | seed spread (IQR) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "bohb - asha+tpe: median (W/L) | best fixed | auto (its pick) | auto - best: medians; same-seed median | "
+        "seed spread (IQR of best) | auto within the spread |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (problem, workers, budget), group in sorted(groups.items()):
         table = Table(group)
@@ -205,16 +206,23 @@ def switch(groups: dict[tuple[str, int, float], list[Run]]) -> list[str]:
         scores = sorted(v for s in table.seeds(best) if (v := table.score(best, s)) is not None)
         q1, _, q3 = _quartiles(scores)
         depth = _median([r.epochs / (workers * 27) for r in table.by_method[bohb].values()])
-        auto = pick = gap = "-"
+        auto = pick = gap = within = "-"
+        spread = q3 - q1
         if table.seeds(AUTO):
             auto = _fmt(table.median_score(AUTO))
             picks = sorted({r.note for r in table.by_method[AUTO].values() if r.note})
             pick = " / ".join(picks)
             both = sorted(set(table.seeds(AUTO)) & set(table.seeds(best)))
-            gap = _fmt(_median([table.score(AUTO, s) - table.score(best, s) for s in both]))  # type: ignore[operator]
+            same_seed = _median([table.score(AUTO, s) - table.score(best, s) for s in both])  # type: ignore[operator]
+            medians = table.median_score(AUTO) - table.median_score(best)
+            gap = f"{_fmt(medians)}; {_fmt(same_seed)}"
+            if not math.isfinite(spread):  # the best fixed choice had no full-length result by the horizon
+                within = "n/a"
+            else:
+                within = "yes" if math.isfinite(medians) and medians >= -spread else "**no**"
         out.append(
             f"| {problem} | {workers} | {budget:g} | {depth:.1f} | {_fmt(table.median_score(bohb))} | "
             f"{_fmt(table.median_score(asha))} | {_fmt(_median(diffs))} ({wins}/{losses}) | {best.split()[-1]} | "
-            f"{auto} ({pick}) | {gap} | {_fmt(q3 - q1)} |"
+            f"{auto} ({pick}) | {gap} | {_fmt(spread)} | {within} |"
         )
     return ["", "##### bohb or asha+tpe (the switch point) and auto", "", *out] if len(out) > 2 else []

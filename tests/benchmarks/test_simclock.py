@@ -199,7 +199,8 @@ def test_the_switch_table_compares_bohb_asha_and_auto_on_the_same_seeds() -> Non
             Run("p", 4, seed, "hpsearch auto", 10.0, end=10.0, curve=[(6.0, bohb)], note="bohb"),
         ]
     rows = switch({("p", 4, 1.0): runs})
-    row = rows[-1].split(" | ")
+    row = rows[-1].rstrip(" |").split(" | ")
     assert row[3] == "1.0"  # epochs per worker / R: 108 / (4 x 27)
     assert row[6] == "0.000 (1/1)"  # median of +0.2 and -0.2; one win each
-    assert row[8] == "0.750 (bohb)" and row[9] == "0.000"  # auto picked bohb: 0.75 median, as the best fixed
+    assert row[8] == "0.750 (bohb)" and row[9] == "0.000; 0.000"  # auto picked bohb: 0.75 median, as the best
+    assert row[10] == "0.150" and row[11] == "yes"  # the IQR of bohb's 0.6 and 0.9 (inclusive quartiles)
