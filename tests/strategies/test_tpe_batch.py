@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from typing import Any
 
 import pytest
@@ -40,6 +41,9 @@ SPACE = SearchSpace(
 )  # fmt: skip
 
 
+BUILD = tpe_module.TPEBatch.build  # the real one: plan() below patches the class's
+
+
 def history(finished: int, pending: int, seed: int = 0, ties: bool = False) -> list[TrialView]:
     rng = random.Random(seed)
     trials = []
@@ -63,11 +67,10 @@ def history(finished: int, pending: int, seed: int = 0, ties: bool = False) -> l
 
 def plan(trials: list[TrialView], count: int, direction: str, fast: bool, monkeypatch: Any) -> list[Any]:
     context = StudyContext(space=SPACE, direction=direction, seed=5, max_trials=None, max_epochs=3)
-    build = tpe_module.TPEBatch.build
     used: list[bool] = []
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        batch = build(*args, **kwargs) if fast else None
+        batch = BUILD(*args, **kwargs) if fast else None
         used.append(batch is not None)
         return batch
 
@@ -122,6 +125,7 @@ def test_a_restarted_planner_plans_the_same_batch(monkeypatch: Any) -> None:
     assert same(plan(trials, 2, "min", True, monkeypatch), first[:2])  # a smaller batch starts the same
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # group=True
 def test_the_batch_steps_aside_where_it_does_not_apply() -> None:
     import optuna
 
@@ -139,3 +143,20 @@ def test_the_batch_steps_aside_where_it_does_not_apply() -> None:
     assert tpe_module.TPEBatch.build(sampler, dists, nan, [], "min") is None
     grouped = optuna.samplers.TPESampler(seed=1, n_startup_trials=0, multivariate=True, group=True)
     assert tpe_module.TPEBatch.build(grouped, dists, observed, [], "min") is None
+
+
+def test_other_spaces_too(monkeypatch: Any) -> None:
+    """Choices only (no truncated normal to draw), and a log-scaled integer (a discrete log-normal)."""
+    spaces = [
+        [{"class_name": "Choice", "config": {"name": "a", "conditions": [], "values": [1, 2, 3, 4]}},
+         {"class_name": "Boolean", "config": {"name": "b", "conditions": [], "default": False}}],
+        [{"class_name": "Int", "config": {"name": "n", "conditions": [], "min_value": 1, "max_value": 1024,
+                                          "step": None, "sampling": "log"}},
+         {"class_name": "Float", "config": {"name": "x", "conditions": [], "min_value": -1.0, "max_value": 1.0,
+                                            "step": 0.25, "sampling": "linear"}}],
+    ]  # fmt: skip
+    for entries in spaces:
+        monkeypatch.setattr(sys.modules[__name__], "SPACE", SearchSpace({"space": entries}))
+        trials = history(60, 5)
+        fast = plan(trials, 12, "min", True, monkeypatch)
+        assert same(fast, plan(trials, 12, "min", False, monkeypatch)) and len(fast) == 12
