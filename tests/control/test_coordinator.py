@@ -17,6 +17,7 @@ from hpsearch.store.statements import NOW
 from hpsearch.strategies.schedulers import Hyperband
 
 from ..conftest import UNIT_X_SPACE, add_study
+from .simulated_worker import Schedule, train_to_the_end
 
 
 def hyperband_study(store: Store) -> StudyRecord:
@@ -48,35 +49,11 @@ def hyperband_study(store: Store) -> StudyRecord:
     return study
 
 
-def simulate(url: str, restart_every: int | None) -> list[tuple]:  # type: ignore[type-arg]
-    """One simulated worker trains trials one at a time; the objective is a function of the params and epochs.
-    With ``restart_every``, the coordinator (and its database connection) is replaced that often."""
+def simulate(url: str, restart_every: int | None) -> Schedule:
+    """One simulated worker trains a Hyperband study's trials one at a time; with ``restart_every``, the
+    coordinator (and its database connection) is replaced that often."""
     store = Store(make_engine(url))
-    study = hyperband_study(store)
-    coordinator = Coordinator(store, ["hb"], prefetch=0)
-    worker = store.register_worker("sim", "host", 1, None)
-    for step in range(1000):
-        if restart_every and step % restart_every == restart_every - 1:
-            store.engine.dispose()
-            store = Store(make_engine(url))
-            coordinator = Coordinator(store, ["hb"], prefetch=0)
-        if not coordinator.step(store.study_by_id(study.id), target_queued=1):
-            break
-        claimed = store.claim(worker, study.id)
-        if claimed is None:
-            continue
-        x = float(claimed.params["x"])
-        for epoch in range(claimed.initial_epoch + 1, claimed.budget_epochs + 1):
-            accuracy = 1 - (x - 0.37) ** 2 - 0.5 / epoch
-            store.record_epoch(claimed.trial_id, worker, epoch, {"val_accuracy": accuracy}, "val_accuracy", "max")
-        store.finish(claimed.trial_id, worker, TrialState.COMPLETED)
-    assert store.study_by_id(study.id).state == StudyState.COMPLETED
-    schedule = [
-        (t.number, t.bracket, t.rung, t.budget_epochs, t.initial_epoch, t.parent_trial_id, t.params["x"])
-        for t in store.trials(study.id)
-    ]
-    store.engine.dispose()
-    return schedule
+    return train_to_the_end(store, url, hyperband_study(store).id, restart_every, max_steps=1000)
 
 
 @pytest.mark.parametrize("restart_every", [2, 3, 7])

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from hpsearch.api import Study
-from hpsearch.control.coordinator import Coordinator
 from hpsearch.control.studies import insert_study, study_row, study_search
 from hpsearch.spec import validate_spec
-from hpsearch.store import Store, StudyState, TrialState
+from hpsearch.store import Store
 from hpsearch.store.db import make_engine, upgrade
 from hpsearch.strategies import auto
 from hpsearch.strategies.schedulers import Hyperband
 
 from ..cli.clirun import run_cli
 from ..conftest import UNIT_X_SPACE
+from ..control.simulated_worker import Schedule, train_to_the_end
 
 
 def _spec(run_workers: int, **search: Any) -> Any:
@@ -85,41 +85,21 @@ def test_status_and_the_api_show_the_pick(
     assert Study(store, "auto").algorithm_reason == record.algorithm_choice["reason"]
 
 
-def _train(url: str, tmp_path: Path, workers: int, restart_every: int | None, flip_rule_at: int | None) -> list[tuple]:  # type: ignore[type-arg]
+def _train(url: str, tmp_path: Path, workers: int, restart_every: int | None, flip_rule_at: int | None) -> Schedule:
     """One simulated worker trains the auto study's trials; with ``restart_every`` the coordinator (and its
     connection) is replaced that often; from step ``flip_rule_at`` on the rule would pick the other algorithm."""
     store = Store(make_engine(url))
     study, _ = _create(store, tmp_path, workers)
-    coordinator = Coordinator(store, ["auto"], prefetch=0)
-    worker = store.register_worker("sim", "host", 1, None)
+
+    def flip_rule(step: int) -> None:
+        if flip_rule_at is not None and step == flip_rule_at:  # a rule that would pick the other algorithm
+            auto.DEPTH_BOHB = 1000.0 if workers == 1 else 0.0
+
     saved = auto.DEPTH_BOHB
     try:
-        for step in range(2000):
-            if flip_rule_at is not None and step == flip_rule_at:  # a rule that would pick the other algorithm
-                auto.DEPTH_BOHB = 1000.0 if workers == 1 else 0.0
-            if restart_every and step % restart_every == restart_every - 1:
-                store.engine.dispose()
-                store = Store(make_engine(url))
-                coordinator = Coordinator(store, ["auto"], prefetch=0)
-            if not coordinator.step(store.study_by_id(study.id), target_queued=1):
-                break
-            claimed = store.claim(worker, study.id)
-            if claimed is None:
-                continue
-            x = float(claimed.params["x"])
-            for epoch in range(claimed.initial_epoch + 1, claimed.budget_epochs + 1):
-                accuracy = 1 - (x - 0.37) ** 2 - 0.5 / epoch
-                store.record_epoch(claimed.trial_id, worker, epoch, {"val_accuracy": accuracy}, "val_accuracy", "max")
-            store.finish(claimed.trial_id, worker, TrialState.COMPLETED)
+        return train_to_the_end(store, url, study.id, restart_every, before_step=flip_rule)
     finally:
         auto.DEPTH_BOHB = saved
-    assert store.study_by_id(study.id).state == StudyState.COMPLETED
-    schedule = [
-        (t.number, t.bracket, t.rung, t.budget_epochs, t.initial_epoch, t.parent_trial_id, t.params["x"])
-        for t in store.trials(study.id)
-    ]
-    store.engine.dispose()
-    return schedule
 
 
 @pytest.mark.parametrize(("workers", "restart_every"), [(1, 3), (16, 2)])
