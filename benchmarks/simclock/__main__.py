@@ -3,7 +3,8 @@
     python benchmarks/simclock --seeds 10 --workers 1,4,16 --json /tmp/simclock.json
     python benchmarks/simclock --report-from /tmp/simclock.json
 
-For each seed, problem (multi-fidelity Hartmann-6, counting ones: benchmarks/sq_problems.py) and worker
+For each seed, problem (multi-fidelity Hartmann-6, counting ones: benchmarks/sq_problems.py; with
+``--problems mnist_mlp`` the MNIST-5k MLP, really trained: simclock/real.py) and worker
 count N: Keras Tuner's Hyperband oracle (max_epochs 27, factor 3, one sweep) serves N simulated workers
 to its end; its wall time T is the horizon of every other method on that seed and N (equal wall time).
 See clock.py for the event loop and the epoch durations, drivers*.py for how each library is driven,
@@ -30,9 +31,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from simclock.report import report
 from simclock.runner import ANCHOR, METHODS, Run, installed, run_one
-from sq_problems import CountingOnes, Hartmann6, Problem
+from sq_problems import CountingOnes, Hartmann6, MnistMLP, Problem
 
-PROBLEMS: dict[str, type[Problem]] = {"hartmann6": Hartmann6, "counting_ones": CountingOnes}
+PROBLEMS: dict[str, type[Problem]] = {"hartmann6": Hartmann6, "counting_ones": CountingOnes, "mnist_mlp": MnistMLP}
+# max_epochs R per problem: MNIST-5k's MLP at 9 epochs, as in the one-worker benchmark (real training).
+EPOCHS = {"hartmann6": 27, "counting_ones": 27, "mnist_mlp": 9}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every run here (after each seed)")
     parser.add_argument("--report-from", type=Path, nargs="+", help="print the tables of saved runs (merged) and exit")
     args = parser.parse_args(argv)
-    describe = {name: cls.describe(27) for name, cls in PROBLEMS.items()}
+    describe = {name: cls.describe(EPOCHS[name]) for name, cls in PROBLEMS.items()}
     if args.report_from:
         runs = []
         for path in args.report_from:
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         budgets = [float(b) for b in args.budgets.split(",")]
         if any(not b > 0 for b in budgets):
             raise ValueError("budgets must be > 0")
-        problems = [PROBLEMS[p]() for p in args.problems.split(",") if p]
+        problems = [PROBLEMS[p](EPOCHS[p]) for p in args.problems.split(",") if p]  # type: ignore[call-arg]
         methods = [m for m in args.methods.split(",") if m]
         unknown = [m for m in methods if m not in METHODS]
         if unknown or any(w < 1 for w in workers):

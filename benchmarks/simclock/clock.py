@@ -52,7 +52,7 @@ class Driver(Protocol):
 
 
 Duration = Callable[[Job, int], float]
-Observe = Callable[[Params, int], float]
+Observe = Callable[[Job, int], float]  # the value a job's epoch shows
 
 
 @dataclass
@@ -109,7 +109,7 @@ def simulate(
             break
         now = when
         job, started, values = running[worker]
-        values.append(observe(job.params, epoch))
+        values.append(observe(job, epoch))
         result.epochs += 1
         more = driver.on_epoch(job, epoch, values[-1], now)
         if more and epoch < job.budget_epochs:

@@ -205,7 +205,7 @@ def switch(groups: dict[tuple[str, int, float], list[Run]]) -> list[str]:
         best = max(SWITCH, key=table.median_score)
         scores = sorted(v for s in table.seeds(best) if (v := table.score(best, s)) is not None)
         q1, _, q3 = _quartiles(scores)
-        depth = _median([r.epochs / (workers * 27) for r in table.by_method[bohb].values()])
+        depth = _median([r.epochs / (workers * r.max_epochs) for r in table.by_method[bohb].values()])
         auto = pick = gap = within = "-"
         spread = q3 - q1
         if table.seeds(AUTO):

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simclock.clock import Driver, HeavyTail, simulate
+from simclock.clock import Driver, HeavyTail, Job, Observe, Params, simulate
 from simclock.drivers import HpsearchDriver, KerasTunerDriver, OptunaDriver, Recorder
 from simclock.drivers_ext import DehbDriver, SmacDriver, available
-from sq_problems import Problem, _config_seed
+from simclock.real import LearningCurves
+from sq_problems import Problem, Session, _config_seed
 
 ANCHOR = "kt hyperband"
 AUTO = "hpsearch auto"
@@ -85,6 +86,7 @@ class Run:
     curve: list[tuple[float, float]] = field(default_factory=list)
     budget: float = 1.0  # the horizon as a multiple of the anchor's wall time T (--budgets)
     note: str = ""  # what the method chose (auto: the algorithm it resolved to)
+    max_epochs: int = 27  # the problem's R (runs saved before MNIST joined have no such field: all 27)
 
     def score_at(self, when: float) -> float | None:
         """The incumbent's score at simulated time ``when`` (None: no configuration trained to max_epochs yet)."""
@@ -99,22 +101,33 @@ class Run:
         return next((t for t, s in self.curve if s >= target - 1e-12), None)
 
 
+def _observer(session: Session, seed: int) -> tuple[Observe, Callable[[Params], float]]:
+    """What a run's jobs see at each epoch, and the score of a configuration trained to max_epochs: the
+    synthetic problems' formula, or real training (MNIST: see simclock.real)."""
+    if not hasattr(session, "value"):
+        curves = LearningCurves(session)
+        return curves.observe, curves.score
+    value = session.value
+
+    def observe(job: Job, epoch: int) -> float:
+        return float(value(job.params, epoch, _config_seed(seed, job.params)))
+
+    return observe, lambda params: session.score(params, 0.0)
+
+
 def run_one(method: str, problem: Problem, workers: int, seed: int, horizon: float, budget: float = 1.0) -> Run:
     """One seeded run of ``method`` with ``workers`` simulated workers until ``horizon`` (or its end);
     ``budget``: ``horizon`` as a multiple of the anchor's wall time (recorded, and what ``auto`` is told)."""
-    run = Run(problem.name, workers, seed, method, horizon, budget=budget)
+    run = Run(problem.name, workers, seed, method, horizon, budget=budget, max_epochs=problem.max_epochs)
     with problem.session(seed) as session:
-        recorder = Recorder(problem.max_epochs, lambda params: session.score(params, 0.0))
+        observe, score = _observer(session, seed)
+        recorder = Recorder(problem.max_epochs, score)
         started = time.process_time()
         if method == AUTO:
             search, run.note = auto_search(problem, workers, horizon, seed)
             driver: Driver = HpsearchDriver(search, problem.space, problem.max_epochs, seed, recorder)
         else:
             driver = METHODS[method](problem, seed, recorder)
-        value = session.value  # type: ignore[attr-defined]  # synthetic problems only (no training)
-
-        def observe(params: Any, epoch: int) -> float:
-            return float(value(params, epoch, _config_seed(seed, params)))
 
         try:
             result = simulate(driver, workers, HeavyTail(seed), observe, horizon)

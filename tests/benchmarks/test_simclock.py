@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from simclock.clock import HeavyTail, Job, simulate
 
 
-def _observe(params: object, epoch: int) -> float:
+def _observe(job: Job, epoch: int) -> float:
     return float(epoch)
 
 
@@ -133,8 +133,8 @@ def test_hpsearch_hyperband_with_four_workers_plans_each_promotion_once() -> Non
     recorder = Recorder(problem.max_epochs, lambda params: 0.0)
     driver = HpsearchDriver({"algorithm": "hyperband", "factor": 3}, problem.space, problem.max_epochs, 1, recorder)
 
-    def observe(params: object, epoch: int) -> float:
-        return float(hash(str(params)) % 1000) / 1000 + epoch
+    def observe(job: Job, epoch: int) -> float:
+        return float(hash(str(job.params)) % 1000) / 1000 + epoch
 
     result = simulate(driver, 4, lambda job, epoch: 1.0, observe)
     history = driver.history
@@ -204,3 +204,32 @@ def test_the_switch_table_compares_bohb_asha_and_auto_on_the_same_seeds() -> Non
     assert row[6] == "0.000 (1/1)"  # median of +0.2 and -0.2; one win each
     assert row[8] == "0.750 (bohb)" and row[9] == "0.000; 0.000"  # auto picked bohb: 0.75 median, as the best
     assert row[10] == "0.150" and row[11] == "yes"  # the IQR of bohb's 0.6 and 0.9 (inclusive quartiles)
+
+
+def test_learning_curves_train_each_epoch_of_a_configuration_once_and_resume_from_its_state() -> None:
+    from simclock.real import LearningCurves
+
+    class Trainer:
+        """A session whose epoch e of configuration x shows x + e / 10; it records every call."""
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[float, int, int, object]] = []
+
+        def train(self, params, initial_epoch, budget_epochs, parent, on_epoch):  # type: ignore[no-untyped-def]
+            self.calls.append((params["x"], initial_epoch, budget_epochs, parent))
+            values = [params["x"] + e / 10 for e in range(initial_epoch + 1, budget_epochs + 1)]
+            return values, f"state of {params['x']} after {budget_epochs}"
+
+        def trial_objective(self, values: Sequence[float]) -> float:
+            return max(values)
+
+    trainer = Trainer()
+    curves = LearningCurves(trainer)  # type: ignore[arg-type]
+    low, promoted, scratch = Job({"x": 1.0}, 0, 3), Job({"x": 1.0}, 3, 9), Job({"x": 1.0}, 0, 9)
+    assert [curves.observe(low, e) for e in (1, 2, 3)] == [1.1, 1.2, 1.3]
+    assert [curves.observe(promoted, e) for e in range(4, 10)] == pytest.approx([1 + e / 10 for e in range(4, 10)])
+    # DEHB and SMAC3 retrain a fidelity from scratch: the same curve, nothing trained again.
+    assert [curves.observe(scratch, e) for e in range(1, 10)] == pytest.approx([1 + e / 10 for e in range(1, 10)])
+    assert trainer.calls == [(1.0, 0, 3, None), (1.0, 3, 9, "state of 1.0 after 3")]
+    assert curves.epochs_trained == 9
+    assert curves.score({"x": 1.0}) == pytest.approx(1.9)
