@@ -15,10 +15,11 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hpsearch.execution.protocol import BackupWritten, ChildFailed, EpochEnded, FinalResult, Message
 from hpsearch.execution.supervisor import Beat, Ending, Supervisor
+from hpsearch.execution.tasks import FinalTask, run_final
 from hpsearch.paths import artifact_path
 from hpsearch.store.records import FinalJobRecord, NewArtifact
 
@@ -52,9 +53,7 @@ class FinalRun(Supervisor):
         legacy = self.job_dir()
         return legacy if (legacy / "fit_state.json").is_file() else None
 
-    def task(self) -> Any:
-        from hpsearch.execution.finaljob import FinalTask
-
+    def task(self) -> FinalTask:
         study, spec = self.cached.study, self.cached.spec
         trial = self.store.trial_by_id(self.job.trial_id)
         return FinalTask(
@@ -80,11 +79,9 @@ class FinalRun(Supervisor):
             **self.worker._child_settings(self.cached),
         )
 
-    def run(self, task: Any) -> None:
-        from hpsearch.execution.finaljob import run_final_job
-
+    def run(self, task: FinalTask) -> None:
         self.context = self.worker._process_context()
-        self.conclude(self.supervise(run_final_job, task))
+        self.conclude(self.supervise(run_final, task))
 
     def beat(self) -> Beat:
         lease = self.cached.spec.run.lease_seconds

@@ -22,7 +22,6 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from hpsearch.execution.fitting import fit_hypermodel
 from hpsearch.execution.loading import Split, check_model, keras_inputs, open_dataset
 from hpsearch.execution.precision import apply_fit_options
 from hpsearch.execution.protocol import BackupWritten, ChildFailed, EpochEnded, ExportedFile, FinalResult
+from hpsearch.execution.tasks import FinalTask
 from hpsearch.execution.training import (
     StopAware,
     TrialFailed,
@@ -47,55 +47,12 @@ from hpsearch.execution.training import (
     make_callbacks,
     sha256_of,
 )
-from hpsearch.space import Value
 
 BEST_WEIGHTS = "best.weights.h5"
 FIT_STATE = "fit_state.json"
 BACKUP = "backup"
 # What a resumed attempt copies from the attempt whose backup the store accepted last.
 RESUMED = (FIT_STATE, BEST_WEIGHTS, BACKUP)
-
-
-@dataclass(frozen=True)
-class FinalTask:
-    """Everything the child needs to run one final job (pickled to the child)."""
-
-    study_name: str
-    job_number: int
-    trial_number: int
-    params: dict[str, Value]
-    space: dict[str, Any]
-    hypermodel: str
-    data: str
-    base_dir: str
-    data_dir: str
-    objective: str
-    direction: str
-    train_on: str
-    epochs: int
-    patience: int | None
-    seed: int
-    output_dir: str
-    batch_size: int | None = None
-    shuffle: bool = True
-    class_weight: dict[int, float] = field(default_factory=dict)
-    callbacks: list[dict[str, Any]] = field(default_factory=list)
-    thresholds: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
-    slices: list[list[str]] = field(default_factory=list)
-    task: str = "auto"
-    formats: list[str] = field(default_factory=lambda: ["keras", "savedmodel", "onnx"])
-    cv_folds: int | None = None
-    cv_repeats: int = 1
-    trial_best_epoch: int = 1
-    # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
-    study_spec: dict[str, Any] | None = None
-    # [fit] mixed_precision and jit_compile, as its trials had them (see hpsearch.execution.precision).
-    mixed_precision: bool = False
-    jit_compile: bool | None = None
-    # This claim's number (``output_dir`` is its own directory) and the directory of the attempt whose backup
-    # the store accepted last, to resume from (None: start from scratch).
-    attempt: int = 1
-    resume_dir: str | None = None
 
 
 def _listing(directory: Path) -> list[tuple[str, int, int]]:

@@ -12,7 +12,6 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from hpsearch.execution.loading import (
 )
 from hpsearch.execution.precision import apply_fit_options
 from hpsearch.execution.protocol import CheckpointWritten, ChildFailed, EpochEnded, RestartedFromScratch, TrialDone
+from hpsearch.execution.tasks import TrialTask
 from hpsearch.limits import first_too_long
 from hpsearch.paths import UnsafePath, stored_artifact
 from hpsearch.space import Value
@@ -45,42 +45,6 @@ from hpsearch.spec import StudySpec
 CHECKPOINT_PATTERN = "checkpoint-a{attempt}-{epoch:04d}.weights.h5"
 # A metric hpsearch logs itself when an objective names it (e.g. accuracy against model size).
 NUM_PARAMS = "num_params"
-
-
-@dataclass(frozen=True)
-class TrialTask:
-    """Everything a child needs to train one trial (pickled to the child)."""
-
-    study_name: str
-    number: int
-    params: dict[str, Value]
-    space: dict[str, Any]
-    hypermodel: str
-    base_dir: str
-    data_dir: str
-    objectives: list[str]
-    budget_epochs: int
-    initial_epoch: int
-    seed: int
-    checkpoint_dir: str
-    artifact_root: str
-    attempt: int = 1  # the claim's attempt number: it names the checkpoint files
-    resume_from: str | None = None
-    resume_sha256: str | None = None
-    # 0: a checkpoint after every epoch; else at most this often, and always after the last epoch trained.
-    checkpoint_seconds: float = 0.0
-    batch_size: int | None = None
-    shuffle: bool = True
-    class_weight: dict[int, float] = field(default_factory=dict)
-    callbacks: list[dict[str, Any]] = field(default_factory=list)
-    tensorboard_dir: str | None = None
-    cv_folds: int | None = None
-    cv_repeats: int = 1
-    # The stored study file, for hypermodels built from it rather than imported (``[automl]``).
-    study_spec: dict[str, Any] | None = None
-    # [fit] mixed_precision and jit_compile (see hpsearch.execution.precision).
-    mixed_precision: bool = False
-    jit_compile: bool | None = None
 
 
 class TrialFailed(Exception):

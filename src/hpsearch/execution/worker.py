@@ -1,8 +1,10 @@
 """The worker: claims trials, keeps their lease alive, runs each in a child process, writes its reports.
 
-It never decides what to try. It loads a study's data once, writes it as .npy files, and every trial's
-child memory-maps them. Children fork from a server that has imported keras once, so a trial starts in
-well under a second, and a crash, an OOM or a leak in one trial ends only that child.
+It never decides what to try. A study's data is loaded once and written as .npy files, which every trial's
+child memory-maps. Children fork from a server that has imported keras once, so a trial starts in well
+under a second, and a crash, an OOM or a leak in one trial ends only that child. The worker's own process
+never imports keras: the loader, the trials and the final jobs all run in such children
+(:mod:`hpsearch.execution.tasks`), so a worker pays for keras once, not twice.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from hpsearch.execution.failures import first_line
 from hpsearch.execution.final_run import FinalRun
 from hpsearch.execution.forksafety import check_probe, probe_fork_server
 from hpsearch.execution.leases import LeaseKeeper
-from hpsearch.execution.loading import hypermodel_label, load_dataset, save_dataset
+from hpsearch.execution.loading import hypermodel_label
 from hpsearch.execution.protocol import (
     CheckpointWritten,
     ChildFailed,
@@ -34,6 +36,7 @@ from hpsearch.execution.protocol import (
     TrialDone,
 )
 from hpsearch.execution.supervisor import Beat, Ending, Supervisor
+from hpsearch.execution.tasks import TrialTask, load_data, train_trial
 from hpsearch.limits import first_too_long
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec
@@ -186,9 +189,31 @@ class Worker:
             study = self.store.study_by_id(study_id)
             spec = StudySpec.model_validate(study.spec)
             data_dir = self.scratch / f"data-{study_id}"
-            save_dataset(load_dataset(spec.study.data, study.base_dir), data_dir)
+            self._load_data(spec.study.data, study.base_dir, data_dir)
             cached = self.cache[study_id] = _StudyCache(study, spec, data_dir)
         return cached
+
+    def _load_data(self, ref: str, base_dir: str, data_dir: Path) -> None:
+        """Run the study's loader in a child of the fork server (keras is loaded there, and a loader that
+        imports it costs this process nothing); raise with the loader's error."""
+        context = self._process_context()
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=load_data, args=(ref, base_dir, str(data_dir), sender))
+        child.start()
+        sender.close()
+        try:
+            error = receiver.recv()  # None, or the loader's error in one line
+        except EOFError:  # it died (out of memory?) before it could say why
+            child.join()
+            error = f"its process ended with exit code {child.exitcode} before it reported (out of memory?)"
+        except BaseException:  # an interrupt (SIGINT, SIGTERM) on its way up: stop the loader too
+            child.kill()
+            raise
+        finally:
+            child.join()
+            receiver.close()
+        if error is not None:
+            raise RuntimeError(error)
 
     def _child_settings(self, cached: _StudyCache) -> dict[str, Any]:
         """What a trial's and a final job's child both take from the study: hypermodel, data, [fit], K-fold."""
@@ -209,9 +234,7 @@ class Worker:
             "study_spec": study.spec if spec.automl is not None else None,
         }
 
-    def _task(self, claimed: ClaimedTrial, cached: _StudyCache) -> Any:
-        from hpsearch.execution.training import TrialTask
-
+    def _task(self, claimed: ClaimedTrial, cached: _StudyCache) -> TrialTask:
         spec, study = cached.spec, cached.study
         root = study.artifact_root
         return TrialTask(
@@ -327,10 +350,8 @@ class _TrialRun(Supervisor):
         self.refused: str | None = None
 
     def run(self) -> None:
-        from hpsearch.execution.training import run_trial
-
         self.context = self.worker._process_context()
-        self.conclude(self.supervise(run_trial, self.task))
+        self.conclude(self.supervise(train_trial, self.task))
 
     def started(self) -> None:
         self.worker.reap_exited()
