@@ -24,13 +24,19 @@ def available(name: str) -> bool:
 
 
 def config_space(space: SearchSpace, seed: int) -> Any:
-    """The ConfigSpace of an hpsearch space (floats, ints, booleans and choices: what the problems use)."""
+    """The ConfigSpace of an hpsearch space (floats, ints, booleans and choices: what the problems use).
+
+    A range with a step (MNIST's ``units``: 32..512 step 32) becomes an integer index into its grid, so the
+    searchers propose only values of the space. Conditional parameters are left unconditional here (DEHB's
+    vector encoding has no inactive values); ``from_config`` drops them when their condition is false."""
     from ConfigSpace import Categorical, ConfigurationSpace, Float, Integer
 
     cs = ConfigurationSpace(seed=seed)
     for p in space.params:
         if p.kind in ("boolean", "choice"):
             cs.add(Categorical(p.name, [str(v) for v in p.grid_values()]))
+        elif p.kind in ("int", "float") and p.step is not None:
+            cs.add(Integer(p.name, (0, len(p.grid_values()) - 1)))
         elif p.kind == "int":
             assert p.low is not None and p.high is not None
             cs.add(Integer(p.name, (int(p.low), int(p.high)), log=p.log))
@@ -41,11 +47,16 @@ def config_space(space: SearchSpace, seed: int) -> Any:
 
 
 def from_config(space: SearchSpace, config: Any) -> dict[str, Value]:
+    """The hpsearch values of a configuration of :func:`config_space` (only the active parameters)."""
     values = dict(config)
     params: dict[str, Value] = {}
     for p in space.params:
+        if not p.is_active(params):
+            continue
         if p.kind in ("boolean", "choice"):
             params[p.name] = next(v for v in p.grid_values() if str(v) == values[p.name])
+        elif p.kind in ("int", "float") and p.step is not None:
+            params[p.name] = p.grid_values()[int(values[p.name])]
         elif p.kind == "int":
             params[p.name] = int(values[p.name])
         elif p.kind == "float":

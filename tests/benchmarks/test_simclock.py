@@ -233,3 +233,31 @@ def test_learning_curves_train_each_epoch_of_a_configuration_once_and_resume_fro
     assert trainer.calls == [(1.0, 0, 3, None), (1.0, 3, 9, "state of 1.0 after 3")]
     assert curves.epochs_trained == 9
     assert curves.score({"x": 1.0}) == pytest.approx(1.9)
+
+
+def test_dehb_and_smac_see_mnists_stepped_units_and_drop_an_inactive_dropout_rate() -> None:
+    pytest.importorskip("ConfigSpace")
+    from simclock.drivers_ext import config_space, from_config
+
+    from hpsearch.space import SearchSpace
+
+    def hp(class_name: str, **config: object) -> dict[str, object]:
+        return {"class_name": class_name, "config": {"conditions": [], **config}}
+
+    space = SearchSpace(
+        {
+            "space": [  # studies/mnist_mlp.py's space, as discovery writes it
+                hp("Int", name="units", min_value=32, max_value=512, step=32, sampling="linear"),
+                hp("Choice", name="activation", values=["relu", "tanh"], ordered=False),
+                hp("Boolean", name="dropout", default=False),
+                hp("Float", name="dropout_rate", min_value=0.1, max_value=0.5, step=None, sampling="linear",
+                   conditions=[{"class_name": "Parent", "config": {"name": "dropout", "values": [True]}}]),
+                hp("Float", name="lr", min_value=1e-4, max_value=1e-2, step=None, sampling="log", default=1e-3),
+            ]
+        }
+    )  # fmt: skip
+    configs = [from_config(space, c) for c in config_space(space, seed=3).sample_configuration(200)]
+    assert {c["units"] for c in configs} == set(range(32, 513, 32))  # every grid value, nothing between
+    assert all(("dropout_rate" in c) == c["dropout"] for c in configs)
+    assert {c["activation"] for c in configs} == {"relu", "tanh"}
+    assert all(1e-4 <= c["lr"] <= 1e-2 for c in configs)
