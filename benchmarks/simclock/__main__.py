@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         default="1",
         help="comma-separated horizons as multiples of T (the anchor's wall time); 1: equal wall time",
     )
-    parser.add_argument("--json", type=Path, help="write every run here (after each seed)")
+    parser.add_argument("--json", type=Path, help="write every run here (after each run)")
     parser.add_argument("--report-from", type=Path, nargs="+", help="print the tables of saved runs (merged) and exit")
     args = parser.parse_args(argv)
     describe = {name: cls.describe(EPOCHS[name]) for name, cls in PROBLEMS.items()}
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header, flush=True)
     runs: list[Run] = []
+
+    def save() -> None:  # after every run: a run stopped by hand keeps what it finished
+        if args.json:
+            args.json.write_text(json.dumps({"header": header, "runs": [asdict(r) for r in runs]}))
+
     started = time.perf_counter()
     for seed in range(args.first_seed, args.seeds + 1):
         if (time.perf_counter() - started) / 60 > args.minutes:
@@ -99,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             for n in workers:
                 anchor = run_one(ANCHOR, problem, n, seed, math.inf)
                 runs.append(anchor)
+                save()
                 for budget in budgets:
                     for method in methods:
                         if method in slow and seed > args.slow_seeds:
                             continue
                         runs.append(run_one(method, problem, n, seed, anchor.end * budget, budget))
+                        save()
         elapsed = time.perf_counter() - started
         print(f"seed {seed} done, {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
-        if args.json:
-            args.json.write_text(json.dumps({"header": header, "runs": [asdict(r) for r in runs]}))
     print("\n".join(report(runs, describe)))
     return 0
 
