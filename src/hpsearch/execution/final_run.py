@@ -17,9 +17,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpsearch.execution.children import run_final
 from hpsearch.execution.protocol import BackupWritten, ChildFailed, EpochEnded, FinalResult, Message
 from hpsearch.execution.supervisor import Beat, Ending, Supervisor
-from hpsearch.execution.tasks import FinalTask, run_final
+from hpsearch.execution.tasks import FinalTask
 from hpsearch.paths import artifact_path
 from hpsearch.store.records import FinalJobRecord, NewArtifact
 

@@ -1,21 +1,15 @@
-"""What a worker hands its child processes: the task of a trial and of a final job, and the children's entry
-points. Nothing here imports keras.
+"""What a worker hands its child processes: the task of a trial and of a final job (pickled to the child).
+Nothing here imports keras: the worker's own process builds these (see :mod:`hpsearch.execution.children`).
 
-Why a module of its own: the worker's main process only claims, renews leases and writes reports; keras (and
-TensorFlow: seconds of CPU and hundreds of MB) belongs to its fork server, which imports it once for every
-child (``FORK_SERVER_PRELOAD``). A Process target is pickled by reference, so the parent must import the
-module that defines it: the entry points below import the training code only when they run, in a child of
-the fork server, where it is already loaded. The study's data is loaded in such a child too (a loader
-module may import keras itself).
-
->>> conn = ...  # the write end of a Pipe; the child sends None, or why loading failed
->>> context.Process(target=load_data, args=("data.py:load", "/studies", "/tmp/data-1", conn))  # doctest: +SKIP
+>>> TrialTask(study_name="mnist", number=3, params={"units": 64}, space={"space": []}, hypermodel="m.py:build",
+...           base_dir=".", data_dir="/tmp/data-1", objectives=["val_accuracy"], budget_epochs=3, initial_epoch=0,
+...           seed=7, checkpoint_dir="/tmp/ckpt", artifact_root="/tmp").budget_epochs
+3
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hpsearch.space import Value
@@ -98,31 +92,3 @@ class FinalTask:
     attempt: int = 1
     resume_dir: str | None = None
 
-
-def train_trial(task: TrialTask, conn: Any, stop: Any) -> None:
-    """A trial's child: :func:`hpsearch.execution.training.run_trial`."""
-    from hpsearch.execution.training import run_trial
-
-    run_trial(task, conn, stop)
-
-
-def run_final(task: FinalTask, conn: Any, stop: Any) -> None:
-    """A final job's child: :func:`hpsearch.execution.finaljob.run_final_job`."""
-    from hpsearch.execution.finaljob import run_final_job
-
-    run_final_job(task, conn, stop)
-
-
-def load_data(ref: str, base_dir: str, data_dir: str, conn: Any) -> None:
-    """Load a study's data with its loader and write it as .npy files into ``data_dir`` (what every child
-    memory-maps); send None, or the loader's error as one line (the worker fails the trial with it)."""
-    from hpsearch.execution.loading import load_dataset, save_dataset
-
-    try:
-        save_dataset(load_dataset(ref, base_dir), Path(data_dir))
-    except Exception as exc:  # the user's loader: any error is the trial's, told in one line
-        conn.send(str(exc) or type(exc).__name__)
-    else:
-        conn.send(None)
-    finally:
-        conn.close()

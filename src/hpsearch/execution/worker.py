@@ -4,7 +4,7 @@ It never decides what to try. A study's data is loaded once and written as .npy 
 child memory-maps. Children fork from a server that has imported keras once, so a trial starts in well
 under a second, and a crash, an OOM or a leak in one trial ends only that child. The worker's own process
 never imports keras: the loader, the trials and the final jobs all run in such children
-(:mod:`hpsearch.execution.tasks`), so a worker pays for keras once, not twice.
+(:mod:`hpsearch.execution.children`), so a worker pays for keras once, not twice.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.execution.backends import worker_backend
+from hpsearch.execution.children import load_data, train_trial
 from hpsearch.execution.failures import first_line
 from hpsearch.execution.final_run import FinalRun
 from hpsearch.execution.forksafety import check_probe, probe_fork_server
@@ -36,7 +37,7 @@ from hpsearch.execution.protocol import (
     TrialDone,
 )
 from hpsearch.execution.supervisor import Beat, Ending, Supervisor
-from hpsearch.execution.tasks import TrialTask, load_data, train_trial
+from hpsearch.execution.tasks import TrialTask
 from hpsearch.limits import first_too_long
 from hpsearch.paths import UnsafePath, artifact_path, stored_artifact
 from hpsearch.spec import StudySpec

@@ -1,5 +1,5 @@
 """A worker's own process never imports keras: its trials, its final jobs and its study's data loader run in
-children of its fork server (hpsearch.execution.tasks), which imports keras once. On SQLite and PostgreSQL."""
+children of its fork server (hpsearch.execution.children), which imports keras once. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
